@@ -1,0 +1,67 @@
+# churnml: every target bootstraps .venv from pyproject.toml when it is missing or stale.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ARGS ?=
+SIM_DATA := data/raw/telco_sim/manifest.json
+
+.PHONY: help venv train score simulate tune test test-fast bench lint format docs mlflow-ui clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@echo '  Hydra overrides: make train ARGS="model=logreg label.horizon_days=30"'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "Installing churnml and its dependencies into $(VENV) ..."
+	@$(BIN)/pip install -q -e '.[dev]' 2>&1 | { grep -v '^WARNING: Location' || true; }
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or refresh the virtual environment
+
+$(SIM_DATA): | $(STAMP)
+	$(BIN)/python pipelines/simulate.py
+
+simulate: $(STAMP) ## Generate the simulated telecom dataset (ARGS="simulate=large" for 1M subscribers)
+	$(BIN)/python pipelines/simulate.py $(ARGS)
+
+train: $(STAMP) $(SIM_DATA) ## Validate, sample, build features, train, explain, log and register
+	$(BIN)/python pipelines/train.py $(ARGS)
+
+score: $(STAMP) $(SIM_DATA) ## Batch scoring with the champion model (ARGS="scoring.date=YYYY-MM-DD")
+	$(BIN)/python pipelines/score.py $(ARGS)
+
+tune: $(STAMP) $(SIM_DATA) ## Hyper-parameter sweep (Hydra multirun with the Optuna sweeper)
+	$(BIN)/python pipelines/train.py --multirun hparams_search=lightgbm_optuna $(ARGS)
+
+test: $(STAMP) ## Run the whole test suite, slow tests included
+	$(BIN)/pytest $(ARGS)
+
+test-fast: $(STAMP) ## Run the tests not marked slow
+	$(BIN)/pytest -m "not slow" $(ARGS)
+
+bench: $(STAMP) ## Run the benchmarks (results: benchmarks/RESULTS.md)
+	$(BIN)/python benchmarks/run_all.py $(ARGS)
+
+lint: $(STAMP) ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+docs: $(STAMP) ## Regenerate docs/features.md from the feature registry
+	$(BIN)/python -m churnml.features.docs
+
+mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" --host 127.0.0.1 --port 5000
+
+clean: ## Remove generated data, runs, reports, logs and the venv
+	rm -rf $(VENV) data/raw data/interim data/scores reports logs mlruns mlflow.db .pytest_cache .ruff_cache
