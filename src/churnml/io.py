@@ -6,6 +6,7 @@ A raw dataset is a folder of contract tables (`docs/data-contract.md`): `<name>.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,9 @@ def scan_sql(path: Path) -> str:
 def table_columns(path: Path) -> list[str]:
     """Column names of a table file without reading its rows."""
     with duckdb.connect() as con:
-        return [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan_sql(path)}").fetchall()]
+        return [
+            row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {scan_sql(path)}").fetchall()
+        ]
 
 
 def read_manifest(dataset_dir: str | Path) -> dict:
@@ -134,6 +138,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file private (0600); published outputs get the usual umask-based mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, target)
@@ -147,3 +155,37 @@ def write_atomic(target: str | Path, writer: Callable[[Path], None]) -> Path:
     with atomic_path(target) as tmp:
         writer(tmp)
     return Path(target)
+
+
+def dataset_fingerprint(dataset_dir: str | Path) -> str:
+    """A short hash identifying a dataset's content, cheap even for 100M-row tables.
+
+    Parquet files contribute their footer metadata (schema, row counts, column statistics),
+    which changes whenever the data does; CSV files and the manifest contribute their bytes.
+    """
+    digest = hashlib.sha256()
+    dataset_dir = Path(dataset_dir)
+    for table in TABLES:
+        path = table_path(dataset_dir, table)
+        if path is None:
+            continue
+        digest.update(f"{table}:{path.suffix}:{path.stat().st_size}".encode())
+        if path.suffix == ".parquet":
+            metadata = pq.ParquetFile(path).metadata
+            for index in range(metadata.num_row_groups):
+                digest.update(str(metadata.row_group(index).to_dict()).encode())
+        else:
+            digest.update(path.read_bytes())
+    manifest = dataset_dir / "manifest.json"
+    if manifest.exists():
+        digest.update(manifest.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def file_fingerprint(*paths: str | Path | None) -> str:
+    """A short content hash of whole files (for small snapshot datasets)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is not None:
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]

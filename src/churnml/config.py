@@ -1,0 +1,186 @@
+"""Typed configuration schemas (Hydra structured configs).
+
+YAML under `conf/` holds values only; these dataclasses give every key its type, so a typo in
+an override fails when the config is composed, not an hour into training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from churnml.features.params import FeatureParams
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = "."
+    data_dir: str = MISSING
+    raw_dir: str = MISSING
+    interim_dir: str = MISSING
+    scores_dir: str = MISSING
+    reports_dir: str = MISSING
+    log_dir: str = MISSING
+    mlflow_dir: str = MISSING
+
+
+@dataclass
+class DataConfig:
+    """Where the raw data is and what shape it has (`events`: contract tables; `snapshot`)."""
+
+    name: str = MISSING
+    kind: str = "events"
+    path: str = MISSING
+    # Snapshot datasets: one row per customer (docs/data-contract.md, Snapshot datasets).
+    id_column: str = "customer_id"
+    label_column: str | None = None
+    positive_label: Any = None
+    revenue_column: str | None = None
+    categorical_columns: list[str] = field(default_factory=list)
+    drop_columns: list[str] = field(default_factory=list)
+    test_path: str | None = None  # a separate test file; else a stratified split
+    test_size: float = 0.25
+    cv_folds: int = 0  # > 0: also run repeated stratified cross-validation (small data)
+    cv_repeats: int = 1
+
+
+@dataclass
+class LabelConfig:
+    """What counts as churn: `termination` (explicit exit) or `inactivity` (silence)."""
+
+    kind: str = "termination"
+    horizon_days: int = 60
+    gap_days: int = 0
+    reasons: list[str] = field(default_factory=lambda: ["voluntary", "port_out"])
+
+
+@dataclass
+class SamplingConfig:
+    """Which cutoffs, which customers at each, and how the cutoffs split out of time."""
+
+    frequency: str = "MS"
+    start: str | None = None
+    end: str | None = None
+    cutoffs: list[str] = field(default_factory=list)
+    min_history_days: int = 90
+    min_tenure_days: int = 30
+    test_cutoffs: int = 1
+    validation_cutoffs: int = 1
+    max_train_cutoffs: int = 12
+    negative_sample_rate: float = 1.0
+
+
+@dataclass
+class ModelConfig:
+    name: str = "lightgbm"
+    params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = 2000
+    early_stopping_rounds: int = 100
+    calibration: str = "isotonic"
+
+
+@dataclass
+class EvaluationConfig:
+    """Decision settings: what a retention contact costs and what a saved customer is worth."""
+
+    offer_cost: float = 10.0
+    contact_cost: float = 2.0
+    save_rate: float = 0.3
+    months_kept: float = 12.0
+    contact_capacity: float = 0.1
+    segment_columns: list[str] = field(
+        default_factory=lambda: ["value_tier", "payment_type", "lifecycle_stage"]
+    )
+
+
+@dataclass
+class ExplainConfig:
+    enabled: bool = True
+    max_rows: int = 20_000
+    top_drivers: int = 15
+    dependence_plots: int = 4
+
+
+@dataclass
+class TrackingConfig:
+    """MLflow settings; the MLFLOW_TRACKING_URI environment variable wins over `tracking_uri`."""
+
+    tracking_uri: str = MISSING
+    artifact_dir: str = MISSING
+    experiment_name: str = "churnml"
+    registered_model_name: str = "churnml"
+    champion_alias: str = "champion"
+    challenger_alias: str = "challenger"
+    promotion_metric: str = "test_roc_auc"
+
+
+@dataclass
+class ValidationConfig:
+    enabled: bool = True
+    chunk_rows: int = 2_000_000
+
+
+@dataclass
+class TrainConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    seed: int = 42
+    run_dir: str = MISSING
+
+
+@dataclass
+class ActionRule:
+    """One row of the retention playbook: main cause (and value tiers) -> action."""
+
+    action: str = MISSING
+    cause: str | None = None
+    tiers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScoringConfig:
+    date: str | None = None
+    output_dir: str = MISSING
+    model_alias: str = "champion"
+    model_version: str | None = None
+    write_csv: bool = False
+    contact_list_size: int = 500
+    revenue_feature: str = "arpu_monthly_3m"
+    psi_threshold: float = 0.2
+    psi_top_features: int = 10
+    default_action: str = "monitor"
+    actions: list[ActionRule] = field(default_factory=list)
+
+
+@dataclass
+class ScoreConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    run_dir: str = MISSING
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (called by the pipeline entry points)."""
+    store = ConfigStore.instance()
+    store.store(name="train_schema", node=TrainConfig)
+    store.store(name="score_schema", node=ScoreConfig)
+
+
+def to_object(cfg: DictConfig) -> TrainConfig | ScoreConfig:
+    """Resolve a composed Hydra config into the typed dataclass the library works with."""
+    return OmegaConf.to_object(cfg)

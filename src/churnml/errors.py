@@ -1,0 +1,60 @@
+"""Exit codes for schedulers, and the mapping from the library's known errors to them."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+
+log = logging.getLogger("churnml")
+
+
+class ExitCode(IntEnum):
+    """Process exit codes of `make train` and `make score` (documented in the README)."""
+
+    OK = 0
+    UNEXPECTED = 1
+    BAD_INPUT = 2
+    NO_CHAMPION = 3
+    NO_ELIGIBLE = 4
+    LOCKED = 5
+
+
+class NoEligibleCustomersError(LookupError):
+    """No customer is eligible at the requested date."""
+
+
+class RunLockedError(RuntimeError):
+    """Another run holds the lock for the same output."""
+
+
+def _known_errors() -> dict[type[BaseException], ExitCode]:
+    from churnml.io import DatasetError
+    from churnml.sampling import SamplingError
+    from churnml.tracking import NoChampionError
+    from churnml.training import TrainingError
+    from churnml.validation import ContractViolation
+
+    return {
+        ContractViolation: ExitCode.BAD_INPUT,
+        DatasetError: ExitCode.BAD_INPUT,
+        SamplingError: ExitCode.BAD_INPUT,
+        TrainingError: ExitCode.BAD_INPUT,
+        NoChampionError: ExitCode.NO_CHAMPION,
+        NoEligibleCustomersError: ExitCode.NO_ELIGIBLE,
+        RunLockedError: ExitCode.LOCKED,
+    }
+
+
+@contextmanager
+def exit_on_known_errors() -> Iterator[None]:
+    """Turn the library's known errors into one clear message and a distinct exit code."""
+    try:
+        yield
+    except tuple(_known_errors()) as error:
+        code = next(c for t, c in _known_errors().items() if isinstance(error, t))
+        log.error("%s: %s", type(error).__name__, error)
+        print(f"\nERROR ({code.name.lower()}, exit {int(code)}): {error}", file=sys.stderr)
+        sys.exit(int(code))

@@ -1,0 +1,297 @@
+"""SHAP loss drivers: per-customer contributions, driver tables, findings and reasons.
+
+Contributions are TreeSHAP values from LightGBM's own `pred_contrib` (exact, fast, works with
+native categoricals) in raw-score (log-odds) space; for the logistic baseline they are the exact
+linear SHAP values. The feature registry maps each feature to its cause family and reason text.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import pandas as pd
+
+from churnml.features import CAUSE_FAMILIES, FeatureSpec, feature_spec
+from churnml.training import ChurnModel, _as_sklearn_frame
+
+log = logging.getLogger(__name__)
+
+UNMAPPED_FAMILY = "other"
+
+
+@cache
+def _spec(feature: str) -> FeatureSpec | None:
+    """The registry entry of a feature; None for columns outside it (snapshot datasets)."""
+    try:
+        return feature_spec(feature)
+    except KeyError:
+        return None
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """SHAP values (rows x features, log-odds) with the base value and the explained rows."""
+
+    values: pd.DataFrame
+    base_value: float
+    features: pd.DataFrame
+
+
+def cause_family_of(feature: str) -> str:
+    spec = _spec(feature)
+    return spec.cause_family if spec else UNMAPPED_FAMILY
+
+
+def cause_label(family: str) -> str:
+    return CAUSE_FAMILIES.get(family, family.replace("_", " "))
+
+
+def describe_feature(feature: str) -> str:
+    spec = _spec(feature)
+    return spec.description if spec else feature.replace("_", " ")
+
+
+def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
+    """Per-row, per-feature contributions to the raw (uncalibrated) log-odds score."""
+    prepared = model.spec.prepare(features)
+    columns = model.spec.columns
+    if model.kind == "lightgbm":
+        raw = model.estimator.predict(prepared, pred_contrib=True)
+        values = pd.DataFrame(raw[:, :-1], columns=columns, index=features.index)
+        base = float(raw[0, -1]) if len(raw) else 0.0
+    else:
+        values, base = _linear_contributions(model, prepared)
+    return Contributions(values=values, base_value=base, features=prepared)
+
+
+def _linear_contributions(model: ChurnModel, prepared: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    """Exact SHAP for a linear model: coef x (x - mean), summed back over one-hot columns."""
+    pipeline = model.estimator
+    transformer, logreg = pipeline[0], pipeline[-1]
+    design = transformer.transform(_as_sklearn_frame(prepared, model.spec))
+    design = design.toarray() if hasattr(design, "toarray") else np.asarray(design)
+    # Background distribution = the explained rows, as for interventional linear SHAP.
+    centred = design - design.mean(axis=0)
+    parts = centred * logreg.coef_[0]
+    names = transformer.get_feature_names_out()
+    owners = []
+    for name in names:
+        block, _, rest = name.partition("__")
+        if block == "numeric":
+            owners.append(rest)
+        else:
+            owners.append(next(c for c in model.spec.categorical if rest.startswith(f"{c}_")))
+    values = pd.DataFrame(parts, columns=owners, index=prepared.index)
+    values = values.T.groupby(level=0, sort=False).sum().T.reindex(columns=model.spec.columns)
+    base = float(logreg.intercept_[0] + (design.mean(axis=0) * logreg.coef_[0]).sum())
+    return values.fillna(0.0), base
+
+
+def driver_table(contrib: Contributions, labels: pd.Series | None = None) -> pd.DataFrame:
+    """Features ranked by mean |SHAP|, with cause family and direction of effect."""
+    values = contrib.values
+    table = pd.DataFrame(
+        {
+            "feature": values.columns,
+            "description": [describe_feature(c) for c in values.columns],
+            "cause_family": [cause_family_of(c) for c in values.columns],
+            "mean_abs_shap": values.abs().mean().to_numpy(),
+            "mean_shap": values.mean().to_numpy(),
+            "share_raising_risk": (values > 0).mean().to_numpy(),
+        }
+    )
+    if labels is not None:
+        churned = labels.to_numpy() == 1
+        table["mean_shap_churners"] = values[churned].mean().to_numpy() if churned.any() else np.nan
+    total = table["mean_abs_shap"].sum()
+    table["share_of_total"] = table["mean_abs_shap"] / total if total > 0 else 0.0
+    table = table.sort_values("mean_abs_shap", ascending=False, kind="stable")
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table.reset_index(drop=True)
+
+
+def cause_family_table(drivers: pd.DataFrame) -> pd.DataFrame:
+    """Driver importance summed by cause family (the causes the operators' playbooks name)."""
+    grouped = drivers.groupby("cause_family", sort=False).agg(
+        mean_abs_shap=("mean_abs_shap", "sum"),
+        features=("feature", "count"),
+        top_feature=("feature", "first"),
+    )
+    grouped["share_of_total"] = grouped["mean_abs_shap"] / grouped["mean_abs_shap"].sum()
+    grouped = grouped.sort_values("mean_abs_shap", ascending=False).reset_index()
+    grouped.insert(1, "cause", [cause_label(f) for f in grouped["cause_family"]])
+    return grouped
+
+
+def _risk_condition(feature: pd.Series, shap: pd.Series) -> tuple[pd.Series, str] | None:
+    """The values of a feature where it raises risk, as a mask and a plain-words condition."""
+    raising = shap > 0
+    if raising.all() or not raising.any():
+        return None
+    if isinstance(feature.dtype, pd.CategoricalDtype) or feature.dtype == object:
+        levels = pd.DataFrame({"v": feature.astype(str), "s": shap}).groupby("v")["s"].mean()
+        risky = levels[levels > 0].index.tolist()
+        if not risky or len(risky) == len(levels):
+            return None
+        shown = ", ".join(risky[:3]) + ("…" if len(risky) > 3 else "")
+        return feature.astype(str).isin(risky), f"is {shown}"
+    numeric = pd.to_numeric(feature, errors="coerce")
+    valid = numeric.notna()
+    if valid.sum() < 10:
+        return None
+    correlation = np.corrcoef(numeric[valid], shap[valid])[0, 1]
+    if not np.isfinite(correlation) or correlation == 0:
+        return None
+    if correlation > 0:
+        threshold = numeric[valid & raising].min()
+        return numeric >= threshold, f"≥ {_format_number(threshold)}"
+    threshold = numeric[valid & raising].max()
+    return numeric <= threshold, f"≤ {_format_number(threshold)}"
+
+
+def _format_number(value: float) -> str:
+    if abs(value) >= 100 or float(value).is_integer():
+        return f"{value:,.0f}"
+    return f"{value:.2g}" if abs(value) < 1 else f"{value:.1f}"
+
+
+def driver_findings(
+    contrib: Contributions, labels: pd.Series, drivers: pd.DataFrame, top_n: int
+) -> pd.DataFrame:
+    """One plain-language finding per top driver, computed from the data.
+
+    For each driver the rows where it raises risk are found from the SHAP values; the finding
+    compares their observed churn rate with the rest's and gives their share of the base.
+    """
+    rows = []
+    y = labels.to_numpy()
+    for feature in drivers["feature"].head(top_n):
+        condition = _risk_condition(contrib.features[feature], contrib.values[feature])
+        if condition is None:
+            continue
+        mask, words = condition
+        mask = mask.fillna(False).to_numpy(dtype=bool)
+        inside, outside = y[mask], y[~mask]
+        if len(inside) == 0 or len(outside) == 0 or outside.mean() == 0:
+            continue
+        ratio = inside.mean() / outside.mean()
+        description = describe_feature(feature)
+        rows.append(
+            {
+                "feature": feature,
+                "cause_family": cause_family_of(feature),
+                "condition": f"{feature} {words}",
+                "churn_rate_inside": inside.mean(),
+                "churn_rate_outside": outside.mean(),
+                "ratio": ratio,
+                "share_of_base": mask.mean(),
+                "finding": (
+                    f"Customers whose {description.rstrip('.').lower()} {words} churn "
+                    f"{ratio:.1f}x as often as the rest ({inside.mean():.1%} vs "
+                    f"{outside.mean():.1%}); {mask.mean():.1%} of the base."
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _reason_text(feature: str, value) -> str | None:
+    spec = _spec(feature)
+    if spec is None:
+        return f"{feature.replace('_', ' ')}: {value}"
+    if spec.reason is None:
+        return None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    try:
+        return spec.reason.format(value=value, pct=value * 100 if _is_number(value) else value)
+    except (ValueError, TypeError, KeyError):
+        return f"{spec.description}: {value}"
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating)
+
+
+def customer_reasons(contrib: Contributions, top_n: int = 3) -> pd.DataFrame:
+    """Each customer's top churn-raising drivers as plain text, plus the main cause family.
+
+    Only features that raise the customer's risk (positive SHAP) and have a reason text are
+    cited; a customer with fewer such drivers gets empty trailing reasons.
+    """
+    values = contrib.values.to_numpy()
+    columns = np.array(contrib.values.columns)
+    citable = np.array([_spec(c) is None or _spec(c).reason is not None for c in columns])
+    masked = np.where((values > 0) & citable, values, -np.inf)
+    depth = min(top_n + 3, masked.shape[1])
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :depth]
+    feature_values = contrib.features.to_numpy(dtype=object)
+    reasons = [[None] * top_n for _ in range(len(values))]
+    main_family: list[str | None] = [None] * len(values)
+    for i in range(len(values)):
+        filled = 0
+        for j in order[i]:
+            if not np.isfinite(masked[i, j]) or filled == top_n:
+                break
+            feature = columns[j]
+            value = feature_values[i, j]
+            text = _reason_text(feature, value.item() if hasattr(value, "item") else value)
+            if text is None:
+                continue
+            if filled == 0:
+                main_family[i] = cause_family_of(feature)
+            reasons[i][filled] = text
+            filled += 1
+    out = pd.DataFrame(
+        reasons, columns=[f"reason_{k + 1}" for k in range(top_n)], index=contrib.values.index
+    )
+    out["main_cause"] = main_family
+    return out
+
+
+def segment_drivers(
+    contrib: Contributions, labels: pd.Series, segments: pd.DataFrame, top_n: int = 3
+) -> pd.DataFrame:
+    """Per segment value: size, churn rate, and the drivers that dominate inside it."""
+    rows = []
+    y = labels.to_numpy()
+    abs_values = contrib.values.abs()
+    for column in segments.columns:
+        keys = segments[column].astype(str).fillna("missing").to_numpy()
+        for value in pd.unique(keys):
+            mask = keys == value
+            ranked = abs_values[mask].mean().sort_values(ascending=False)
+            families = (
+                ranked.groupby([cause_family_of(f) for f in ranked.index])
+                .sum()
+                .sort_values(ascending=False)
+            )
+            rows.append(
+                {
+                    "segment": column,
+                    "value": value,
+                    "rows": int(mask.sum()),
+                    "share_of_base": mask.mean(),
+                    "churn_rate": y[mask].mean(),
+                    "top_cause": cause_label(families.index[0]),
+                    "top_drivers": ", ".join(ranked.index[:top_n]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def driver_change(families: pd.DataFrame, champion_families: pd.DataFrame) -> pd.DataFrame:
+    """Cause-family shares now vs in the champion's report: what rose, what fell."""
+    now = families.set_index("cause_family")["share_of_total"]
+    before = champion_families.set_index("cause_family")["share_of_total"]
+    table = pd.concat({"share_now": now, "share_champion": before}, axis=1).fillna(0.0)
+    table["change_points"] = (table["share_now"] - table["share_champion"]) * 100
+    table["direction"] = np.select(
+        [table["change_points"] >= 1, table["change_points"] <= -1], ["rose", "fell"], "steady"
+    )
+    table.insert(0, "cause", [cause_label(f) for f in table.index])
+    return table.sort_values("change_points", ascending=False).reset_index(names="cause_family")

@@ -1,0 +1,550 @@
+"""The jobs the pipelines run, as plain functions of a typed config (tests call them directly).
+
+`run_training`: validate -> sample -> build features -> train -> evaluate -> explain -> log,
+register and promote. Validation runs before anything is written: a broken contract rule stops
+the job with no MLflow run, no model version and no report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churnml import evaluation, explain, report, scoring, tracking
+from churnml.config import ScoreConfig, TrainConfig
+from churnml.errors import NoEligibleCustomersError
+from churnml.features import FeatureParams, build_features
+from churnml.io import (
+    DatasetError,
+    dataset_as_of,
+    dataset_fingerprint,
+    file_fingerprint,
+    read_table,
+    require_dataset,
+    write_atomic,
+)
+from churnml.sampling import Sample, eligible_customers, sample_customers
+from churnml.snapshot import (
+    SnapshotData,
+    cross_validate,
+    read_snapshot,
+    split_snapshot,
+    summarize_cv,
+)
+from churnml.training import ChurnModel, TrainingError, train_model
+from churnml.validation import check_dataset, check_scores
+
+log = logging.getLogger(__name__)
+
+KEY_COLUMNS = ("customer_id", "cutoff")
+SAMPLE_COLUMNS = ("split", "label", "exit_reason", "involuntary", "weight")
+REVENUE_FEATURE = "arpu_monthly_3m"
+REFERENCE_ROWS = 5_000
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    run_id: str
+    model_version: str
+    promoted: bool
+    metrics: dict[str, float]
+    report_path: Path
+
+
+def _timed(stage: str, timings: dict[str, float], started: float) -> None:
+    timings[f"time_{stage}_s"] = round(time.perf_counter() - started, 2)
+    log.info("stage %s done in %.1f s", stage, timings[f"time_{stage}_s"])
+
+
+def build_training_frame(
+    dataset_dir: Path, sample: Sample, cfg: TrainConfig
+) -> tuple[pd.DataFrame, list[str]]:
+    """Sample rows joined with their point-in-time features; return the frame and feature list."""
+    features = build_features(dataset_dir, sample.rows[list(KEY_COLUMNS)], cfg.features)
+    frame = sample.rows.merge(features, on=list(KEY_COLUMNS), how="left", validate="one_to_one")
+    frame = frame.copy()  # one consolidated block: later column additions stay cheap
+    feature_columns = [c for c in features.columns if c not in KEY_COLUMNS]
+    if not feature_columns:
+        raise TrainingError("no features could be built from the dataset's tables")
+    return frame, feature_columns
+
+
+def _attach_scoring_context(model: ChurnModel, test: pd.DataFrame, cfg: TrainConfig) -> None:
+    """Record what scoring must repeat, and a reference sample for population stability."""
+    model.settings = {
+        "features": asdict(cfg.features),
+        "label": asdict(cfg.label),
+        "min_tenure_days": cfg.sampling.min_tenure_days,
+        "data_kind": cfg.data.kind,
+    }
+    reference = test.sample(n=min(len(test), REFERENCE_ROWS), random_state=cfg.seed)
+    model.reference = (
+        reference[model.feature_names]
+        .assign(probability=model.predict_proba(reference))
+        .reset_index(drop=True)
+    )
+
+
+def _monthly_revenue(frame: pd.DataFrame) -> np.ndarray:
+    if REVENUE_FEATURE in frame:
+        return pd.to_numeric(frame[REVENUE_FEATURE], errors="coerce").to_numpy(dtype=float)
+    return np.ones(len(frame))
+
+
+def _evaluate(
+    model: ChurnModel, splits: dict[str, pd.DataFrame], cfg: TrainConfig
+) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict]:
+    metrics: dict[str, float] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    figures = {}
+    for prefix, name in (("val", "validation"), ("test", "test")):
+        part = splits[name]
+        y = part["label"].to_numpy()
+        p = model.predict_proba(part)
+        metrics.update(evaluation.classification_metrics(y, p, prefix))
+        if prefix == "test":
+            scored = part.assign(probability=p)
+            tables["auc_by_segment"] = evaluation.auc_by_segment(
+                scored, cfg.evaluation.segment_columns
+            )
+            curve = evaluation.profit_curve(y, p, _monthly_revenue(part), cfg.evaluation)
+            metrics["test_best_profit"] = curve.best_profit
+            metrics["test_best_contact_fraction"] = curve.best_fraction
+            title = f"Test cutoff {part['cutoff'].iloc[0].date()}"
+            figures = {
+                "plots/roc.png": evaluation.plot_roc(y, p, title),
+                "plots/gain_lift.png": evaluation.plot_gain_lift(y, p, title),
+                "plots/reliability.png": evaluation.plot_reliability(y, p, title),
+                "plots/score_distribution.png": evaluation.plot_score_distribution(y, p, title),
+                "plots/profit_curve.png": evaluation.plot_profit_curve(curve, title),
+            }
+    return metrics, tables, figures
+
+
+def _champion_decision(
+    cfg: TrainConfig, test: pd.DataFrame, challenger_score: float
+) -> tuple[bool, dict[str, float | str]]:
+    """Score the current champion on the same test cutoff; promote only if the challenger wins."""
+    metric = cfg.tracking.promotion_metric
+    champion_version = tracking.alias_version(cfg.tracking, cfg.tracking.champion_alias)
+    if champion_version is None:
+        return True, {"decision": "promoted: no champion yet"}
+    champion, _, _ = tracking.load_registered_model(cfg.tracking, version=champion_version)
+    try:
+        p = champion.predict_proba(test)
+    except TrainingError as error:
+        log.warning("champion v%s cannot score this test cutoff: %s", champion_version, error)
+        return True, {
+            "decision": f"promoted: champion v{champion_version} cannot score the current "
+            f"features ({error})",
+            "champion_version": champion_version,
+        }
+    champion_metrics = evaluation.classification_metrics(test["label"].to_numpy(), p, "test")
+    champion_score = champion_metrics.get(metric)
+    if champion_score is None:
+        raise TrainingError(f"tracking.promotion_metric {metric!r} is not a test metric")
+    higher_is_better = not metric.endswith(("brier", "ece"))
+    wins = (
+        challenger_score > champion_score
+        if higher_is_better
+        else (challenger_score < champion_score)
+    )
+    verdict = "promoted" if wins else "kept champion"
+    return wins, {
+        "decision": f"{verdict}: challenger {metric} {challenger_score:.4f} vs champion "
+        f"v{champion_version} {champion_score:.4f}",
+        "champion_version": champion_version,
+        "champion_score": champion_score,
+        "challenger_score": challenger_score,
+    }
+
+
+@dataclass
+class PreparedData:
+    """The labelled splits a model is trained and judged on, and how they were made."""
+
+    splits: dict[str, pd.DataFrame]
+    feature_columns: list[str]
+    provenance: dict[str, str]
+
+
+def _event_provenance(sample: Sample, splits: dict[str, pd.DataFrame], cfg: TrainConfig):
+    train_cutoffs = splits["train"]["cutoff"]
+    return {
+        "Data window": f"{sample.events_start.date()} to {sample.as_of.date()}",
+        "Training cutoffs": f"{train_cutoffs.min().date()} to {train_cutoffs.max().date()} "
+        f"({train_cutoffs.nunique()})",
+        "Validation cutoff": str(splits["validation"]["cutoff"].max().date()),
+        "Test cutoff": str(splits["test"]["cutoff"].max().date()),
+        "Label": f"{cfg.label.kind}, {cfg.label.horizon_days} days after a "
+        f"{cfg.label.gap_days}-day gap ({', '.join(cfg.label.reasons)})",
+    }
+
+
+def _model_card(prepared: PreparedData, metrics: dict, version: str, cfg: TrainConfig):
+    splits = prepared.splits
+    return {
+        "Model": f"{cfg.tracking.registered_model_name} v{version} ({cfg.model.name})",
+        "Dataset": cfg.data.name,
+        **prepared.provenance,
+        "Rows (train / val / test)": " / ".join(f"{len(splits[s]):,}" for s in splits),
+        "Test ROC AUC": f"{metrics['test_roc_auc']:.3f}",
+        "Test top-decile lift": f"{metrics['test_top_decile_lift']:.2f}",
+        "Test ECE": f"{metrics['test_ece']:.4f}",
+    }
+
+
+def _explain_and_report(
+    model: ChurnModel,
+    test: pd.DataFrame,
+    metrics: dict[str, float],
+    card: dict[str, str],
+    cfg: TrainConfig,
+    champion_run_id: str | None,
+) -> tuple[str, dict[str, pd.DataFrame]]:
+    rows = test.sample(n=min(len(test), cfg.explain.max_rows), random_state=cfg.seed)
+    rows = rows.sort_index()
+    contrib = explain.shap_contributions(model, rows)
+    labels = rows["label"]
+    drivers = explain.driver_table(contrib, labels)
+    families = explain.cause_family_table(drivers)
+    findings = explain.driver_findings(contrib, labels, drivers, cfg.explain.top_drivers)
+    segment_columns = [c for c in (*cfg.evaluation.segment_columns, "region") if c in rows]
+    segments = explain.segment_drivers(contrib, labels, rows[segment_columns])
+    change = None
+    if champion_run_id is not None:
+        champion_families = tracking.load_run_table(champion_run_id, "drivers/families.parquet")
+        if champion_families is not None:
+            change = explain.driver_change(families, champion_families)
+    top = cfg.explain.top_drivers
+    figures = {
+        "families": report.plot_family_bar(families),
+        "bar": report.plot_driver_bar(drivers, top),
+        "beeswarm": report.plot_beeswarm(contrib, top),
+    }
+    for feature in drivers["feature"].head(cfg.explain.dependence_plots):
+        figures[f"dependence_{feature}"] = report.plot_dependence(contrib, feature)
+    page = report.render_report(
+        report.ReportInputs(
+            title="Churn loss drivers",
+            model_card=card,
+            metrics=metrics,
+            drivers=drivers,
+            families=families,
+            findings=findings,
+            segments=segments,
+            change=change,
+            figures=figures,
+        )
+    )
+    tables = {"drivers": drivers, "families": families, "findings": findings, "segments": segments}
+    if change is not None:
+        tables["change"] = change
+    return page, tables
+
+
+def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) -> PreparedData:
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    sample = sample_customers(dataset_dir, cfg.label, cfg.sampling, cfg.seed, as_of=as_of)
+    tracking.log_frame(sample.summary, "sample/summary.csv")
+    _timed("sample", timings, started)
+
+    started = time.perf_counter()
+    frame, feature_columns = build_training_frame(dataset_dir, sample, cfg)
+    _timed("features", timings, started)
+    tracking.log_metrics(timings)
+    splits = {
+        name: frame[frame["split"] == name].reset_index(drop=True)
+        for name in ("train", "validation", "test")
+    }
+    return PreparedData(splits, feature_columns, _event_provenance(sample, splits, cfg))
+
+
+def _prepare_snapshot(
+    cfg: TrainConfig, data: SnapshotData, test_data: SnapshotData | None
+) -> PreparedData:
+    if cfg.data.cv_folds > 0:
+        started = time.perf_counter()
+        folds = cross_validate(data, cfg.model, cfg.data.cv_folds, cfg.data.cv_repeats, cfg.seed)
+        tracking.log_frame(folds, "evaluation/cv_folds.csv")
+        tracking.log_metrics(
+            {**summarize_cv(folds), "time_cv_s": round(time.perf_counter() - started, 2)}
+        )
+    test_frame = None
+    if test_data is not None:
+        test_frame = test_data.frame
+        missing = set(data.feature_columns) - set(test_frame.columns)
+        if missing:
+            raise DatasetError(f"the test file lacks columns of the training file: {missing}")
+    splits = split_snapshot(data.frame, cfg.data.test_size, cfg.seed, test_frame)
+    provenance = {
+        "Data": f"snapshot {Path(cfg.data.path).name}, {len(data.frame):,} customers",
+        "Split": (
+            f"test file {Path(cfg.data.test_path).name}"
+            if cfg.data.test_path
+            else f"stratified, {cfg.data.test_size:.0%} test"
+        ),
+        "Label": f"{cfg.data.label_column} = {cfg.data.positive_label}",
+    }
+    return PreparedData(splits, data.feature_columns, provenance)
+
+
+def run_training(cfg: TrainConfig) -> TrainResult:
+    """Run the whole training job on the configured dataset (raw event tables or a snapshot)."""
+    timings: dict[str, float] = {}
+    run_dir = Path(cfg.run_dir)
+    started = time.perf_counter()
+    validation = snapshot = test_snapshot = None
+    if cfg.data.kind == "events":
+        dataset_dir = require_dataset(cfg.data.path)
+        if cfg.validation.enabled:
+            validation = check_dataset(
+                dataset_dir,
+                docs_dir=run_dir / "validation",
+                chunk_rows=cfg.validation.chunk_rows,
+            )
+        as_of = dataset_as_of(dataset_dir)
+        fingerprint = dataset_fingerprint(dataset_dir)
+    elif cfg.data.kind == "snapshot":
+        snapshot = read_snapshot(cfg.data.path, cfg.data)
+        if cfg.data.test_path:
+            test_snapshot = read_snapshot(cfg.data.test_path, cfg.data)
+        fingerprint = file_fingerprint(cfg.data.path, cfg.data.test_path)
+    else:
+        raise DatasetError(f"unknown data.kind {cfg.data.kind!r}: use events or snapshot")
+    _timed("validate", timings, started)
+
+    with tracking.mlflow_run(
+        cfg.tracking,
+        run_name=f"train-{cfg.data.name}",
+        tags={"job": "train", "dataset": cfg.data.name},
+    ) as run_id:
+        tracking.log_params(asdict(cfg))
+        tracking.set_tags({"dataset_fingerprint": fingerprint})
+        if validation is not None:
+            tracking.set_tags({"as_of": as_of.isoformat()})
+            tracking.log_text(validation.summary(), "validation/summary.txt")
+            if validation.docs_path is not None:
+                tracking.log_artifact(validation.docs_path.parent, "validation/data_docs")
+
+        if snapshot is None:
+            prepared = _prepare_events(cfg, dataset_dir, as_of)
+        else:
+            prepared = _prepare_snapshot(cfg, snapshot, test_snapshot)
+        splits = prepared.splits
+        tracking.log_text("\n".join(prepared.feature_columns), "features/feature_list.txt")
+
+        started = time.perf_counter()
+        model = train_model(
+            splits["train"], splits["validation"], prepared.feature_columns, cfg.model, cfg.seed
+        )
+        _attach_scoring_context(model, splits["test"], cfg)
+        _timed("train", timings, started)
+
+        started = time.perf_counter()
+        metrics, tables, figures = _evaluate(model, splits, cfg)
+        tracking.log_metrics(metrics)
+        for artifact, figure in figures.items():
+            tracking.log_figure(figure, artifact)
+        for name, table in tables.items():
+            tracking.log_frame(table, f"evaluation/{name}.csv")
+        _timed("evaluate", timings, started)
+
+        started = time.perf_counter()
+        champion_version = tracking.alias_version(cfg.tracking, cfg.tracking.champion_alias)
+        champion_run_id = (
+            tracking.model_version_run_id(cfg.tracking, champion_version)
+            if champion_version
+            else None
+        )
+        promote, decision = _champion_decision(
+            cfg, splits["test"], metrics[cfg.tracking.promotion_metric]
+        )
+        version = tracking.log_model(
+            model, splits["test"].head(5), cfg.tracking.registered_model_name
+        )
+        tracking.set_alias(cfg.tracking, cfg.tracking.challenger_alias, version)
+        if promote:
+            tracking.set_alias(cfg.tracking, cfg.tracking.champion_alias, version)
+        tracking.log_dict({**decision, "challenger_version": version}, "registry/decision.json")
+        tracking.set_tags({"promotion": decision["decision"]})
+        log.info("registry: %s", decision["decision"])
+        _timed("register", timings, started)
+
+        report_path = Path(cfg.paths.reports_dir) / "loss_drivers.html"
+        if cfg.explain.enabled:
+            started = time.perf_counter()
+            card = _model_card(prepared, metrics, version, cfg)
+            page, driver_tables = _explain_and_report(
+                model, splits["test"], metrics, card, cfg, champion_run_id
+            )
+            for name, table in driver_tables.items():
+                tracking.log_frame(table, f"drivers/{name}.parquet")
+                tracking.log_frame(table, f"drivers/{name}.csv")
+            tracking.log_text(page, "report/loss_drivers.html")
+            write_atomic(report_path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+            run_copy = report_path.with_name(f"loss_drivers_{run_id}.html")
+            write_atomic(run_copy, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+            _timed("explain", timings, started)
+        tracking.log_metrics(timings)
+    return TrainResult(
+        run_id=run_id,
+        model_version=version,
+        promoted=promote,
+        metrics=metrics,
+        report_path=report_path,
+    )
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    scores_path: Path
+    contact_list_path: Path
+    monitoring_path: Path
+    rows: int
+    model_version: str
+    run_id: str
+    warnings: list[str]
+
+
+def scoring_folder(cfg: ScoreConfig, scoring_date: pd.Timestamp) -> Path:
+    return Path(cfg.scoring.output_dir) / f"scoring_date={scoring_date.date().isoformat()}"
+
+
+def run_scoring(cfg: ScoreConfig) -> ScoreResult:
+    """Score every eligible customer at the scoring date with the champion (or chosen) model.
+
+    Everything is computed and checked before the first byte is published; each file is
+    written to a temporary name and renamed, so a crash leaves the previous files intact.
+    """
+    timings: dict[str, float] = {}
+    run_dir = Path(cfg.run_dir)
+    dataset_dir = require_dataset(cfg.data.path)
+    started = time.perf_counter()
+    if cfg.validation.enabled:
+        check_dataset(
+            dataset_dir, docs_dir=run_dir / "validation", chunk_rows=cfg.validation.chunk_rows
+        )
+    as_of = dataset_as_of(dataset_dir)
+    scoring_date = pd.Timestamp(cfg.scoring.date) if cfg.scoring.date else as_of
+    if scoring_date > as_of:
+        raise DatasetError(
+            f"scoring.date {scoring_date} is after the data's as_of {as_of}: the features "
+            "would miss the days in between"
+        )
+    _timed("validate", timings, started)
+
+    model, version, model_run_id = tracking.load_registered_model(
+        cfg.tracking, alias=cfg.scoring.model_alias, version=cfg.scoring.model_version
+    )
+    if model.settings.get("data_kind", "events") != "events":
+        raise DatasetError(
+            "the chosen model was trained on a snapshot dataset: score it "
+            "with a snapshot file, not raw event tables"
+        )
+    folder = scoring_folder(cfg, scoring_date)
+    with scoring.scoring_lock(folder):
+        started = time.perf_counter()
+        customers = read_table(
+            dataset_dir, "customers", ["customer_id", "activated_at", "terminated_at"]
+        )
+        eligible = eligible_customers(
+            customers, scoring_date, model.settings.get("min_tenure_days", 30)
+        )
+        if not eligible.any():
+            raise NoEligibleCustomersError(
+                f"no customer of {dataset_dir} is eligible at {scoring_date} (active, with "
+                f"{model.settings.get('min_tenure_days', 30)} days of tenure)"
+            )
+        spine = pd.DataFrame(
+            {
+                "customer_id": customers.loc[eligible, "customer_id"].astype(str).to_numpy(),
+                "cutoff": scoring_date,
+            }
+        )
+        spine["cutoff"] = spine["cutoff"].astype("datetime64[us]")
+        features = build_features(dataset_dir, spine, FeatureParams(**model.settings["features"]))
+        _timed("features", timings, started)
+
+        started = time.perf_counter()
+        scores = scoring.score_frame(
+            model,
+            features,
+            scoring_date,
+            cfg.tracking.registered_model_name,
+            version,
+            model_run_id,
+            cfg.scoring,
+            cfg.evaluation,
+        )
+        check_scores(scores, expected_ids=spine["customer_id"])
+        contacts = scoring.contact_list(scores, cfg.scoring.contact_list_size)
+        monitoring = scoring.monitor_population(
+            model, features, scores["churn_probability"].to_numpy(), cfg.scoring
+        )
+        monitoring.update(
+            {
+                "scoring_date": scoring_date.isoformat(),
+                "rows": len(scores),
+                "model_version": version,
+                "model_run_id": model_run_id,
+            }
+        )
+        _timed("score", timings, started)
+
+        started = time.perf_counter()
+        scores_path = folder / "scores.parquet"
+        write_atomic(scores_path, lambda tmp: scores.to_parquet(tmp, index=False))
+        if cfg.scoring.write_csv:
+            write_atomic(folder / "scores.csv", lambda tmp: scores.to_csv(tmp, index=False))
+        contact_path = folder / "contact_list.csv"
+        write_atomic(contact_path, lambda tmp: contacts.to_csv(tmp, index=False))
+        monitoring_path = folder / "monitoring.json"
+        write_atomic(
+            monitoring_path, lambda tmp: tmp.write_text(scoring.monitoring_json(monitoring))
+        )
+        _timed("write", timings, started)
+
+    with tracking.mlflow_run(
+        cfg.tracking,
+        run_name=f"score-{scoring_date.date()}",
+        tags={"job": "score", "dataset": cfg.data.name},
+    ) as run_id:
+        tracking.log_params(
+            {
+                "scoring_date": scoring_date.isoformat(),
+                "model_version": version,
+                "model_run_id": model_run_id,
+                "output": str(scores_path),
+            }
+        )
+        quantiles = scores["churn_probability"].quantile([0.1, 0.5, 0.9, 0.99])
+        tracking.log_metrics(
+            {
+                "rows": len(scores),
+                "contacts": len(contacts),
+                "mean_probability": scores["churn_probability"].mean(),
+                **{f"probability_p{int(q * 100)}": v for q, v in quantiles.items()},
+                "revenue_at_risk": scores["revenue_at_risk"].sum(),
+                **{f"psi_{k}": v for k, v in monitoring["psi"].items()},
+                **timings,
+            }
+        )
+        tracking.log_dict(monitoring, "monitoring.json")
+        if monitoring["warnings"]:
+            tracking.set_tags({"monitoring_warning": "; ".join(monitoring["warnings"])[:5000]})
+    return ScoreResult(
+        scores_path,
+        contact_path,
+        monitoring_path,
+        len(scores),
+        version,
+        run_id,
+        monitoring["warnings"],
+    )

@@ -1,0 +1,246 @@
+"""Batch scoring: churn probabilities with reasons, value tier, revenue at risk and an action.
+
+Pure functions here; the job that reads, locks, logs and publishes is `jobs.run_scoring`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from churnml.config import ActionRule, EvaluationConfig, ScoringConfig
+from churnml.errors import RunLockedError
+from churnml.explain import customer_reasons, shap_contributions
+from churnml.training import ChurnModel
+
+log = logging.getLogger(__name__)
+
+DAYS_PER_MONTH = 365.25 / 12
+SCORE_COLUMNS = (
+    "scoring_date",
+    "customer_id",
+    "churn_probability",
+    "risk_band",
+    "value_tier",
+    "revenue_at_risk",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "action",
+    "model_name",
+    "model_version",
+    "run_id",
+)
+# Optional extensions of the contract's scores table.
+EXTRA_COLUMNS = ("main_cause", "monthly_revenue", "expected_profit", "priority_rank")
+DEFAULT_TIER_CUTS = (0.01, 0.05, 0.20)
+TIERS = ("A", "B", "C", "D")
+PSI_BINS = 10
+
+
+def risk_bands(probability: np.ndarray) -> np.ndarray:
+    """Decile bands of the score distribution: "D01" is the riskiest 10 %, "D10" the safest."""
+    order = np.argsort(-probability, kind="stable")
+    ranks = np.empty(len(probability), dtype=np.int64)
+    ranks[order] = np.arange(len(probability))
+    decile = np.minimum(ranks * 10 // max(len(probability), 1), 9) + 1
+    return np.array([f"D{d:02d}" for d in decile])
+
+
+def value_tiers(revenue: np.ndarray, cuts: tuple[float, ...] = DEFAULT_TIER_CUTS) -> np.ndarray:
+    """A/B/C/D by revenue rank: top 1 %, next 4 %, next 15 %, remaining 80 % by default."""
+    order = np.argsort(-np.nan_to_num(revenue, nan=-np.inf), kind="stable")
+    share = np.empty(len(revenue))
+    share[order] = (np.arange(len(revenue)) + 1) / max(len(revenue), 1)
+    return np.array(TIERS)[np.searchsorted(np.asarray(cuts), share, side="left")]
+
+
+def choose_actions(
+    main_cause: pd.Series, tier: pd.Series, rules: list[ActionRule], default_action: str
+) -> pd.Series:
+    """The retention playbook per customer: the first rule matching (cause, tier) wins.
+
+    A rule's `cause` or `tiers` left empty matches any value.
+    """
+    action = pd.Series(default_action, index=main_cause.index, dtype=object)
+    decided = pd.Series(False, index=main_cause.index)
+    for rule in rules:
+        match = ~decided
+        if rule.cause:
+            match &= main_cause == rule.cause
+        if rule.tiers:
+            match &= tier.isin(rule.tiers)
+        action[match] = rule.action
+        decided |= match
+    return action
+
+
+def score_frame(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    scoring_date: pd.Timestamp,
+    model_name: str,
+    model_version: str,
+    run_id: str,
+    settings: ScoringConfig,
+    decision: EvaluationConfig,
+) -> pd.DataFrame:
+    """Scores for every row of `features` (one per eligible customer), ranked by priority."""
+    probability = model.predict_proba(features)
+    reasons = customer_reasons(shap_contributions(model, features), top_n=3)
+    revenue_column = settings.revenue_feature
+    if revenue_column in features:
+        revenue = pd.to_numeric(features[revenue_column], errors="coerce").to_numpy(float)
+    else:
+        revenue = np.full(len(features), np.nan)
+    if "value_tier" in features:
+        tier = features["value_tier"].astype(str).to_numpy()
+    else:
+        tier = value_tiers(revenue)
+    horizon_months = model.settings.get("label", {}).get("horizon_days", 60) / DAYS_PER_MONTH
+    revenue_at_risk = probability * np.nan_to_num(revenue, nan=0.0) * horizon_months
+    value_kept = np.nan_to_num(revenue, nan=0.0) * decision.months_kept
+    expected_profit = (
+        probability * decision.save_rate * (value_kept - decision.offer_cost)
+        - decision.contact_cost
+    )
+    main_cause = reasons["main_cause"].fillna("none").astype(str)
+    frame = pd.DataFrame(
+        {
+            "scoring_date": pd.Timestamp(scoring_date),
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "churn_probability": probability,
+            "risk_band": risk_bands(probability),
+            "value_tier": tier,
+            "revenue_at_risk": revenue_at_risk,
+            "reason_1": reasons["reason_1"].to_numpy(),
+            "reason_2": reasons["reason_2"].to_numpy(),
+            "reason_3": reasons["reason_3"].to_numpy(),
+            "model_name": model_name,
+            "model_version": str(model_version),
+            "run_id": run_id,
+            "main_cause": main_cause.to_numpy(),
+            "monthly_revenue": revenue,
+            "expected_profit": expected_profit,
+        }
+    )
+    frame["action"] = choose_actions(
+        frame["main_cause"], frame["value_tier"], settings.actions, settings.default_action
+    ).to_numpy()
+    frame = frame.sort_values(
+        ["revenue_at_risk", "churn_probability", "customer_id"],
+        ascending=[False, False, True],
+        kind="stable",
+    ).reset_index(drop=True)
+    frame["priority_rank"] = np.arange(1, len(frame) + 1)
+    return frame[[*SCORE_COLUMNS, *EXTRA_COLUMNS]]
+
+
+def contact_list(scores: pd.DataFrame, size: int) -> pd.DataFrame:
+    """The top customers by expected profit who have an action and a positive expected profit."""
+    callable_rows = scores[(scores["action"] != "no action") & (scores["expected_profit"] > 0)]
+    top = callable_rows.sort_values(
+        ["expected_profit", "customer_id"], ascending=[False, True], kind="stable"
+    ).head(size)
+    return top[
+        [
+            "customer_id",
+            "churn_probability",
+            "value_tier",
+            "expected_profit",
+            "revenue_at_risk",
+            "reason_1",
+            "reason_2",
+            "reason_3",
+            "action",
+        ]
+    ]
+
+
+def population_stability(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+    """Population stability index of `current` against `reference` (deciles of the reference).
+
+    Rule of thumb: < 0.1 stable, 0.1-0.2 some shift, > 0.2 a shift worth a look.
+    """
+    reference = reference[np.isfinite(reference)]
+    current = current[np.isfinite(current)]
+    if len(reference) == 0 or len(current) == 0:
+        return float("nan")
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 2:
+        return 0.0 if np.allclose(current, reference[0]) else float("inf")
+    edges[0], edges[-1] = -np.inf, np.inf
+    expected = np.histogram(reference, edges)[0] / len(reference)
+    actual = np.histogram(current, edges)[0] / len(current)
+    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def monitor_population(
+    model: ChurnModel, features: pd.DataFrame, probability: np.ndarray, settings: ScoringConfig
+) -> dict:
+    """PSI of the score and of the model's most important numeric features vs training."""
+    report: dict = {"threshold": settings.psi_threshold, "psi": {}, "warnings": []}
+    if model.reference is None:
+        report["warnings"].append("the model carries no training reference: PSI not computed")
+        return report
+    report["psi"]["churn_probability"] = population_stability(
+        model.reference["probability"].to_numpy(float), probability
+    )
+    for column in _top_numeric_features(model, settings.psi_top_features):
+        report["psi"][column] = population_stability(
+            pd.to_numeric(model.reference[column], errors="coerce").to_numpy(float),
+            pd.to_numeric(features[column], errors="coerce").to_numpy(float),
+        )
+    for name, value in report["psi"].items():
+        if value > settings.psi_threshold:
+            message = f"population shift in {name}: PSI {value:.3f} > {settings.psi_threshold}"
+            report["warnings"].append(message)
+            log.warning(message)
+    return report
+
+
+def _top_numeric_features(model: ChurnModel, count: int) -> list[str]:
+    if model.kind == "lightgbm":
+        gain = model.estimator.feature_importance(importance_type="gain")
+        ranked = [model.feature_names[i] for i in np.argsort(-gain, kind="stable")]
+    else:
+        ranked = list(model.feature_names)
+    return [c for c in ranked if c in model.spec.numeric][:count]
+
+
+@contextmanager
+def scoring_lock(folder: Path) -> Iterator[None]:
+    """An exclusive, non-blocking lock on one scoring date's output folder.
+
+    The OS releases it when the process ends, killed or not, so a crash never leaves it stuck.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / ".lock"
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise RunLockedError(
+                f"another scoring run holds {lock_path}; wait for it to finish"
+            ) from error
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def monitoring_json(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=True, default=float)

@@ -1,0 +1,223 @@
+"""Every MLflow call of the project: runs, parameters, metrics, artifacts, models, registry.
+
+The tracking URI comes from MLFLOW_TRACKING_URI when it is set, else from the config (an embedded
+SQLite store in the project folder by default).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from churnml.config import TrackingConfig
+from churnml.training import ChurnModel
+
+log = logging.getLogger(__name__)
+
+MODEL_ARTIFACT = "model"
+MAX_PARAM_LENGTH = 6000
+
+
+class NoChampionError(LookupError):
+    """The registry has no model version under the requested alias."""
+
+
+def resolve_tracking_uri(tracking: TrackingConfig) -> str:
+    """MLFLOW_TRACKING_URI wins over the configured default."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or tracking.tracking_uri
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def setup_tracking(tracking: TrackingConfig) -> str:
+    """Point MLflow at the tracking store and make sure the experiment exists; return its id.
+
+    For a local store, artifacts go to `tracking.artifact_dir`; a tracking server keeps its own
+    artifact location.
+    """
+    uri = resolve_tracking_uri(tracking)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.get_experiment_by_name(tracking.experiment_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if _is_local_store(uri):
+        artifact_location = Path(tracking.artifact_dir).resolve().as_uri()
+    log.info("creating MLflow experiment %r at %s", tracking.experiment_name, uri)
+    return mlflow.create_experiment(tracking.experiment_name, artifact_location=artifact_location)
+
+
+@contextmanager
+def mlflow_run(
+    tracking: TrackingConfig, run_name: str, tags: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Start an MLflow run (nested under the active one when there is one); yield its id."""
+    experiment_id = setup_tracking(tracking)
+    nested = mlflow.active_run() is not None
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, nested=nested, tags=dict(tags or {})
+    ) as run:
+        yield run.info.run_id
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested config mappings into dotted keys (`model.params.learning_rate`)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    values = {k: str(v)[:MAX_PARAM_LENGTH] for k, v in flatten(params).items()}
+    mlflow.log_params(values)
+
+
+def log_metrics(metrics: Mapping[str, float]) -> None:
+    finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+    mlflow.log_metrics(finite)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_figure(figure: plt.Figure, artifact_file: str) -> None:
+    mlflow.log_figure(figure, artifact_file)
+    plt.close(figure)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
+
+
+def log_dict(data: Mapping[str, Any], artifact_file: str) -> None:
+    mlflow.log_dict(dict(data), artifact_file)
+
+
+def log_frame(frame: pd.DataFrame, artifact_file: str) -> None:
+    """Log a table as Parquet or CSV (by the file name's suffix)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_file).name
+        if path.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(artifact_file).parent) or None)
+
+
+def log_artifact(path: Path, artifact_path: str | None = None) -> None:
+    if Path(path).is_dir():
+        mlflow.log_artifacts(str(path), artifact_path)
+    else:
+        mlflow.log_artifact(str(path), artifact_path)
+
+
+class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc: takes the feature frame, returns calibrated churn probabilities."""
+
+    def __init__(self, model: ChurnModel):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        return self.model.predict_proba(model_input)
+
+
+def _pip_requirements() -> list[str]:
+    """The serving environment: churnml and the libraries the model object needs, pinned.
+
+    Given explicitly so MLflow does not spend seconds inferring them in a subprocess.
+    """
+    packages = ("churnml", "lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "duckdb",
+                "pyarrow", "shap")
+    return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
+
+
+def log_model(model: ChurnModel, example: pd.DataFrame, registered_model_name: str) -> str:
+    """Log the model as a pyfunc with signature and input example, register it; return version."""
+    example = model.spec.as_model_input(example)
+    signature = infer_signature(example, model.predict_proba(example))
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=ChurnPyfunc(model),
+        signature=signature,
+        input_example=example,
+        registered_model_name=registered_model_name,
+        pip_requirements=_pip_requirements(),
+    )
+    version = str(info.registered_model_version)
+    log.info("registered model %s version %s", registered_model_name, version)
+    return version
+
+
+def alias_version(tracking: TrackingConfig, alias: str) -> str | None:
+    """The model version that holds `alias`, or None when no version holds it."""
+    client = MlflowClient()
+    try:
+        return client.get_model_version_by_alias(tracking.registered_model_name, alias).version
+    except MlflowException:
+        return None
+
+
+def set_alias(tracking: TrackingConfig, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(tracking.registered_model_name, alias, version)
+
+
+def model_version_run_id(tracking: TrackingConfig, version: str) -> str:
+    return MlflowClient().get_model_version(tracking.registered_model_name, version).run_id
+
+
+def load_registered_model(
+    tracking: TrackingConfig, alias: str | None = None, version: str | None = None
+) -> tuple[ChurnModel, str, str]:
+    """Load a registered model by alias or version; return (model, version, run_id)."""
+    setup_tracking(tracking)
+    name = tracking.registered_model_name
+    if version is None:
+        version = alias_version(tracking, alias or tracking.champion_alias)
+        if version is None:
+            raise NoChampionError(
+                f"registered model {name!r} has no version with alias "
+                f"{alias or tracking.champion_alias!r}: train one first (make train)"
+            )
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    churn_model = pyfunc.unwrap_python_model().model
+    return churn_model, str(version), model_version_run_id(tracking, version)
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    return dict(MlflowClient().get_run(run_id).data.metrics)
+
+
+def load_run_table(run_id: str, artifact_file: str) -> pd.DataFrame | None:
+    """A Parquet table logged by an earlier run, or None when that run did not log it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=artifact_file, dst_path=tmp
+            )
+        except (MlflowException, OSError):
+            log.info("run %s has no %s to compare with", run_id, artifact_file)
+            return None
+        return pd.read_parquet(path)

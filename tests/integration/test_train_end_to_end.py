@@ -1,0 +1,86 @@
+"""The training job end to end on tiny simulated data, and its refusal of bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from tiny_dataset import BROKEN_RULES, write_tiny_dataset
+
+from churnml.jobs import run_training
+from churnml.tracking import load_registered_model
+from churnml.validation import ContractViolation
+
+pytestmark = pytest.mark.slow
+
+METRICS = ("roc_auc", "pr_auc", "top_decile_lift", "lift_at_5pct", "brier", "ece")
+
+
+def test_training_logs_registers_and_reports(tiny_dataset: Path, make_train_config, tmp_path):
+    cfg = make_train_config(tiny_dataset)
+    result = run_training(cfg)
+
+    run = MlflowClient().get_run(result.run_id)
+    for split in ("val", "test"):
+        for name in METRICS:
+            assert f"{split}_{name}" in run.data.metrics
+    assert 0.5 < run.data.metrics["test_roc_auc"] <= 1.0
+    assert run.data.params["model.name"] == "lightgbm"
+    assert "dataset_fingerprint" in run.data.tags
+
+    artifacts = {a.path for a in MlflowClient().list_artifacts(result.run_id, "plots")}
+    assert {"plots/roc.png", "plots/reliability.png", "plots/gain_lift.png"} <= artifacts
+
+    _model, version, run_id = load_registered_model(cfg.tracking)  # the champion alias
+    assert (version, run_id) == (result.model_version, result.run_id)
+    assert result.report_path.exists() and result.report_path.is_relative_to(tmp_path)
+    assert "<img" in result.report_path.read_text()
+
+
+def test_second_run_is_challenger_and_promoted_only_when_better(
+    tiny_dataset: Path, make_train_config
+):
+    first = run_training(make_train_config(tiny_dataset))
+    second = run_training(make_train_config(tiny_dataset, "model=logreg"))
+    client = MlflowClient()
+    challenger = client.get_model_version_by_alias("churnml", "challenger")
+    champion = client.get_model_version_by_alias("churnml", "champion")
+    assert challenger.version == second.model_version
+    better = second.metrics["test_roc_auc"] > first.metrics["test_roc_auc"]
+    assert champion.version == (second.model_version if better else first.model_version)
+    assert second.promoted == better
+
+
+@pytest.mark.parametrize("rule", BROKEN_RULES, ids=lambda r: r.id)
+def test_broken_contract_rule_stops_before_anything_is_written(
+    rule, make_train_config, tmp_path: Path
+):
+    dataset = write_tiny_dataset(tmp_path / "raw" / "broken")
+    rule.mutate(dataset)
+    root = tmp_path / "project"
+    root.mkdir()
+    cfg = make_train_config(dataset, root=root)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(ContractViolation) as caught:
+        run_training(cfg)
+    message = str(caught.value)
+    assert rule.table in message and rule.column in message
+    written = sorted(p.relative_to(root) for p in root.rglob("*"))
+    # Only the run's own log folder (validation Data Docs) may have appeared.
+    assert all(p.parts[0] == "logs" for p in set(written) - set(before))
+    assert not (root / "mlflow.db").exists()
+
+
+def test_bad_dataset_folder_leaves_earlier_model_untouched(
+    tiny_dataset, make_train_config, tmp_path: Path
+):
+    good = run_training(make_train_config(tiny_dataset))
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dataset, broken)
+    (broken / "customers.parquet").unlink()
+    with pytest.raises(Exception, match="customers"):
+        run_training(make_train_config(broken))
+    client = MlflowClient()
+    assert client.get_model_version_by_alias("churnml", "champion").version == good.model_version
