@@ -38,7 +38,7 @@ score: $(STAMP) $(SIM_DATA) ## Batch scoring with the champion model (ARGS="scor
 	$(BIN)/python pipelines/score.py $(ARGS)
 
 tune: $(STAMP) $(SIM_DATA) ## Hyper-parameter sweep (Hydra multirun with the Optuna sweeper)
-	$(BIN)/python pipelines/train.py --multirun hparams_search=lightgbm_optuna $(ARGS)
+	$(BIN)/python pipelines/train.py hparams_search=lightgbm_optuna $(ARGS)
 
 test: $(STAMP) ## Run the whole test suite, slow tests included
 	$(BIN)/pytest $(ARGS)

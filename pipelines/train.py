@@ -22,13 +22,16 @@ register_configs()
 def main(cfg: DictConfig) -> float:
     with exit_on_known_errors():
         result = run_training(to_object(cfg))
-    print(f"\nMLflow run:     {result.run_id}")
-    alias = "champion" if result.promoted else "challenger"
-    print(f"Model version:  {result.model_version} ({alias})")
+    print(f"\nMLflow run:           {result.run_id}")
+    if result.model_version is not None:
+        alias = "champion" if result.promoted else "challenger"
+        print(f"Model version:        {result.model_version} ({alias})")
     for name in ("test_roc_auc", "test_pr_auc", "test_top_decile_lift", "test_brier", "test_ece"):
-        print(f"{name:16s}{result.metrics[name]:.4f}")
-    print(f"Report:         {result.report_path}")
-    return result.metrics["test_roc_auc"]
+        print(f"{name:22s}{result.metrics[name]:.4f}")
+    if result.report_path is not None:
+        print(f"Report:               {result.report_path}")
+    # The sweeper's objective: the validation cutoff, never the test cutoff.
+    return result.metrics["val_roc_auc"]
 
 
 if __name__ == "__main__":

@@ -3,27 +3,19 @@ and small simulated datasets (generated once per session)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from churnml.config import TrainConfig, register_configs, to_object
+from churnml.config import TrainConfig, compose_config
 from churnml.simulate import SimulationParams, simulate_dataset
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 # Small but long enough for 90 days of history, 12 training cutoffs, validation and test.
 TINY_SIMULATION = SimulationParams(
     name="tiny", n_customers=1_500, n_months=12, seed=7, calls_per_month=20.0
 )
-
-
-def compose_config(config_name: str, overrides: list[str]):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +38,7 @@ def make_train_config(tmp_path: Path) -> Callable[..., TrainConfig]:
 
     def build(dataset: Path, *overrides: str, root: Path | None = None) -> TrainConfig:
         root = root or tmp_path
-        cfg = compose_config(
+        return compose_config(
             "train",
             [
                 f"paths.root_dir={root}",
@@ -57,6 +49,27 @@ def make_train_config(tmp_path: Path) -> Callable[..., TrainConfig]:
                 *overrides,
             ],
         )
-        return to_object(cfg)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def trained_project(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project folder (MLflow store, reports) with one champion trained on the tiny data."""
+    from churnml.jobs import run_training
+
+    root = tmp_path_factory.mktemp("project")
+    overrides = [
+        f"paths.root_dir={root}",
+        f"run_dir={root}/logs/train",
+        f"data.path={tiny_dataset}",
+        "data.name=tiny",
+        "explain.max_rows=1000",
+    ]
+    saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        run_training(compose_config("train", overrides))
+    finally:
+        if saved_uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_uri
+    return root

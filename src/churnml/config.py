@@ -7,12 +7,16 @@ an override fails when the config is composed, not an hour into training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from churnml.features.params import FeatureParams
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 @dataclass
@@ -115,6 +119,7 @@ class TrackingConfig:
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
     promotion_metric: str = "test_roc_auc"
+    register: bool = True  # false for tuning trials: metrics only, no model version
 
 
 @dataclass
@@ -179,6 +184,16 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="score_schema", node=ScoreConfig)
+
+
+def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
+    """Compose a primary config (`train`, `score`) outside `@hydra.main`, typed.
+
+    For tests, notebooks and benchmarks; `conf/` is found beside `src/` in the project.
+    """
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_object(compose(config_name=config_name, overrides=list(overrides)))
 
 
 def to_object(cfg: DictConfig) -> TrainConfig | ScoreConfig:

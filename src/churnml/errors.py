@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     NO_CHAMPION = 3
     NO_ELIGIBLE = 4
     LOCKED = 5
+    BAD_OUTPUT = 6
 
 
 class NoEligibleCustomersError(LookupError):
@@ -35,7 +36,7 @@ def _known_errors() -> dict[type[BaseException], ExitCode]:
     from churnml.sampling import SamplingError
     from churnml.tracking import NoChampionError
     from churnml.training import TrainingError
-    from churnml.validation import ContractViolation
+    from churnml.validation import ContractViolation, ScoresInvalid
 
     return {
         ContractViolation: ExitCode.BAD_INPUT,
@@ -45,6 +46,7 @@ def _known_errors() -> dict[type[BaseException], ExitCode]:
         NoChampionError: ExitCode.NO_CHAMPION,
         NoEligibleCustomersError: ExitCode.NO_ELIGIBLE,
         RunLockedError: ExitCode.LOCKED,
+        ScoresInvalid: ExitCode.BAD_OUTPUT,
     }
 
 

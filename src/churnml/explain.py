@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -127,30 +128,56 @@ def cause_family_table(drivers: pd.DataFrame) -> pd.DataFrame:
     return grouped
 
 
-def _risk_condition(feature: pd.Series, shap: pd.Series) -> tuple[pd.Series, str] | None:
-    """The values of a feature where it raises risk, as a mask and a plain-words condition."""
-    raising = shap > 0
-    if raising.all() or not raising.any():
-        return None
+MIN_GROUP_SHARE = 0.01  # a finding speaks of at least 1 % of the base ...
+MIN_GROUP_ROWS = 30  # ... and of at least this many customers
+MIN_RATIO = 1.2  # below this, the group does not churn notably more often than the rest
+THRESHOLD_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def _candidate_groups(feature: pd.Series, shap: pd.Series) -> Iterator[tuple[np.ndarray, str]]:
+    """Groups of rows where a feature raises risk, as (mask, plain-words condition).
+
+    Categorical features: the levels whose mean SHAP is positive. Numeric features: the tail
+    (high or low, by the sign of the SHAP trend) beyond each of a few quantile thresholds.
+    """
     if isinstance(feature.dtype, pd.CategoricalDtype) or feature.dtype == object:
-        levels = pd.DataFrame({"v": feature.astype(str), "s": shap}).groupby("v")["s"].mean()
-        risky = levels[levels > 0].index.tolist()
-        if not risky or len(risky) == len(levels):
-            return None
-        shown = ", ".join(risky[:3]) + ("…" if len(risky) > 3 else "")
-        return feature.astype(str).isin(risky), f"is {shown}"
+        text = feature.astype(str).where(feature.notna(), "missing")
+        levels = pd.DataFrame({"v": text, "s": shap}).groupby("v")["s"].mean()
+        risky = levels[levels > 0].sort_values(ascending=False).index.tolist()
+        for count in range(1, min(len(risky), 3) + 1):
+            if count < len(levels):
+                yield text.isin(risky[:count]).to_numpy(), f"is {' or '.join(risky[:count])}"
+        return
     numeric = pd.to_numeric(feature, errors="coerce")
-    valid = numeric.notna()
-    if valid.sum() < 10:
-        return None
+    valid = numeric.notna().to_numpy()
+    if valid.sum() < MIN_GROUP_ROWS or numeric[valid].nunique() < 2:
+        return
     correlation = np.corrcoef(numeric[valid], shap[valid])[0, 1]
     if not np.isfinite(correlation) or correlation == 0:
-        return None
-    if correlation > 0:
-        threshold = numeric[valid & raising].min()
-        return numeric >= threshold, f"≥ {_format_number(threshold)}"
-    threshold = numeric[valid & raising].max()
-    return numeric <= threshold, f"≤ {_format_number(threshold)}"
+        return
+    for q in THRESHOLD_QUANTILES:
+        if correlation > 0:
+            threshold = float(numeric[valid].quantile(q))
+            yield (numeric >= threshold).fillna(False).to_numpy(dtype=bool), f">= {threshold}"
+        else:
+            threshold = float(numeric[valid].quantile(1 - q))
+            yield (numeric <= threshold).fillna(False).to_numpy(dtype=bool), f"<= {threshold}"
+
+
+def _condition_words(feature: str, condition: str) -> str:
+    """`>= 2` on port_out_queries_30d -> "2 port-out queries in the last 30 days or more"."""
+    operator, _, value = condition.partition(" ")
+    if operator == "is":
+        return f"whose {describe_feature(feature).rstrip('.').lower()} {condition}"
+    number = float(value)
+    spec = _spec(feature)
+    tail = "or more" if operator == ">=" else "or less"
+    if spec is not None and spec.reason:
+        try:
+            return f"with {spec.reason.format(value=number, pct=number * 100)} {tail}"
+        except (ValueError, KeyError):
+            pass
+    return f"with {feature} {operator} {_format_number(number)}"
 
 
 def _format_number(value: float) -> str:
@@ -164,39 +191,57 @@ def driver_findings(
 ) -> pd.DataFrame:
     """One plain-language finding per top driver, computed from the data.
 
-    For each driver the rows where it raises risk are found from the SHAP values; the finding
-    compares their observed churn rate with the rest's and gives their share of the base.
+    For each driver, the group of customers where it raises risk (by its SHAP values) that
+    churns most often relative to the rest is found; the finding gives that ratio, both churn
+    rates and the group's share of the base. Drivers with no such group of notable size and
+    lift get no finding.
     """
     rows = []
     y = labels.to_numpy()
+    minimum = max(MIN_GROUP_ROWS, int(MIN_GROUP_SHARE * len(y)))
     for feature in drivers["feature"].head(top_n):
-        condition = _risk_condition(contrib.features[feature], contrib.values[feature])
-        if condition is None:
+        best = None
+        for mask, condition in _candidate_groups(
+            contrib.features[feature], contrib.values[feature]
+        ):
+            inside, outside = y[mask], y[~mask]
+            if len(inside) < minimum or len(outside) < minimum or outside.mean() == 0:
+                continue
+            if contrib.values[feature].to_numpy()[mask].mean() <= 0:
+                continue
+            ratio = inside.mean() / outside.mean()
+            if ratio >= MIN_RATIO and (best is None or ratio > best[0]):
+                best = (ratio, mask, condition, inside.mean(), outside.mean())
+        if best is None:
             continue
-        mask, words = condition
-        mask = mask.fillna(False).to_numpy(dtype=bool)
-        inside, outside = y[mask], y[~mask]
-        if len(inside) == 0 or len(outside) == 0 or outside.mean() == 0:
-            continue
-        ratio = inside.mean() / outside.mean()
-        description = describe_feature(feature)
+        ratio, mask, condition, rate_in, rate_out = best
         rows.append(
             {
                 "feature": feature,
                 "cause_family": cause_family_of(feature),
-                "condition": f"{feature} {words}",
-                "churn_rate_inside": inside.mean(),
-                "churn_rate_outside": outside.mean(),
+                "condition": f"{feature} {condition}",
+                "churn_rate_inside": rate_in,
+                "churn_rate_outside": rate_out,
                 "ratio": ratio,
                 "share_of_base": mask.mean(),
                 "finding": (
-                    f"Customers whose {description.rstrip('.').lower()} {words} churn "
-                    f"{ratio:.1f}x as often as the rest ({inside.mean():.1%} vs "
-                    f"{outside.mean():.1%}); {mask.mean():.1%} of the base."
+                    f"Customers {_condition_words(feature, condition)} churn {ratio:.1f}x as "
+                    f"often as the rest ({rate_in:.1%} vs {rate_out:.1%}); "
+                    f"{mask.mean():.1%} of the base."
                 ),
             }
         )
-    return pd.DataFrame(rows)
+    columns = [
+        "feature",
+        "cause_family",
+        "condition",
+        "churn_rate_inside",
+        "churn_rate_outside",
+        "ratio",
+        "share_of_base",
+        "finding",
+    ]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _reason_text(feature: str, value) -> str | None:

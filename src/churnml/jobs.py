@@ -50,10 +50,10 @@ REFERENCE_ROWS = 5_000
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
-    model_version: str
+    model_version: str | None
     promoted: bool
     metrics: dict[str, float]
-    report_path: Path
+    report_path: Path | None
 
 
 def _timed(stage: str, timings: dict[str, float], started: float) -> None:
@@ -248,6 +248,25 @@ def _explain_and_report(
     return page, tables
 
 
+def _register(
+    model: ChurnModel, test: pd.DataFrame, metrics: dict[str, float], cfg: TrainConfig
+) -> tuple[str, bool, str | None]:
+    """Register the model as challenger; make it champion only if it wins on the test cutoff."""
+    champion_version = tracking.alias_version(cfg.tracking, cfg.tracking.champion_alias)
+    champion_run_id = (
+        tracking.model_version_run_id(cfg.tracking, champion_version) if champion_version else None
+    )
+    promote, decision = _champion_decision(cfg, test, metrics[cfg.tracking.promotion_metric])
+    version = tracking.log_model(model, test.head(5), cfg.tracking.registered_model_name)
+    tracking.set_alias(cfg.tracking, cfg.tracking.challenger_alias, version)
+    if promote:
+        tracking.set_alias(cfg.tracking, cfg.tracking.champion_alias, version)
+    tracking.log_dict({**decision, "challenger_version": version}, "registry/decision.json")
+    tracking.set_tags({"promotion": decision["decision"]})
+    log.info("registry: %s", decision["decision"])
+    return version, promote, champion_run_id
+
+
 def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) -> PreparedData:
     timings: dict[str, float] = {}
     started = time.perf_counter()
@@ -356,31 +375,17 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             tracking.log_frame(table, f"evaluation/{name}.csv")
         _timed("evaluate", timings, started)
 
-        started = time.perf_counter()
-        champion_version = tracking.alias_version(cfg.tracking, cfg.tracking.champion_alias)
-        champion_run_id = (
-            tracking.model_version_run_id(cfg.tracking, champion_version)
-            if champion_version
-            else None
-        )
-        promote, decision = _champion_decision(
-            cfg, splits["test"], metrics[cfg.tracking.promotion_metric]
-        )
-        version = tracking.log_model(
-            model, splits["test"].head(5), cfg.tracking.registered_model_name
-        )
-        tracking.set_alias(cfg.tracking, cfg.tracking.challenger_alias, version)
-        if promote:
-            tracking.set_alias(cfg.tracking, cfg.tracking.champion_alias, version)
-        tracking.log_dict({**decision, "challenger_version": version}, "registry/decision.json")
-        tracking.set_tags({"promotion": decision["decision"]})
-        log.info("registry: %s", decision["decision"])
-        _timed("register", timings, started)
-
-        report_path = Path(cfg.paths.reports_dir) / "loss_drivers.html"
-        if cfg.explain.enabled:
+        version, promote, champion_run_id = None, False, None
+        if cfg.tracking.register:
             started = time.perf_counter()
-            card = _model_card(prepared, metrics, version, cfg)
+            version, promote, champion_run_id = _register(model, splits["test"], metrics, cfg)
+            _timed("register", timings, started)
+
+        report_path = None
+        if cfg.explain.enabled:
+            report_path = Path(cfg.paths.reports_dir) / "loss_drivers.html"
+            started = time.perf_counter()
+            card = _model_card(prepared, metrics, version or "unregistered", cfg)
             page, driver_tables = _explain_and_report(
                 model, splits["test"], metrics, card, cfg, champion_run_id
             )

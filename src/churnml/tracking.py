@@ -19,9 +19,11 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from omegaconf import DictConfig, OmegaConf
 
 from churnml.config import TrackingConfig
 from churnml.training import ChurnModel
@@ -149,8 +151,17 @@ def _pip_requirements() -> list[str]:
 
     Given explicitly so MLflow does not spend seconds inferring them in a subprocess.
     """
-    packages = ("churnml", "lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "duckdb",
-                "pyarrow", "shap")
+    packages = (
+        "churnml",
+        "lightgbm",
+        "scikit-learn",
+        "pandas",
+        "numpy",
+        "mlflow",
+        "duckdb",
+        "pyarrow",
+        "shap",
+    )
     return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
 
 
@@ -221,3 +232,45 @@ def load_run_table(run_id: str, artifact_file: str) -> pd.DataFrame | None:
             log.info("run %s has no %s to compare with", run_id, artifact_file)
             return None
         return pd.read_parquet(path)
+
+
+def latest_training_run(experiment_name: str = "churnml") -> str:
+    """The id of the most recent finished training run in the experiment."""
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise LookupError(
+            f"no MLflow experiment {experiment_name!r} at {mlflow.get_tracking_uri()}"
+        )
+    runs = MlflowClient().search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.job = 'train' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise LookupError(f"no finished training run in experiment {experiment_name!r}")
+    return runs[0].info.run_id
+
+
+def run_summary(run_id: str) -> dict[str, Any]:
+    """Metrics, parameters and tags of a run, as plain dicts."""
+    run = MlflowClient().get_run(run_id)
+    return {
+        "metrics": dict(run.data.metrics),
+        "params": dict(run.data.params),
+        "tags": dict(run.data.tags),
+        "start_time": run.info.start_time,
+    }
+
+
+class MlflowSweepCallback(Callback):
+    """Hydra callback: one parent MLflow run around a multirun; each trial nests under it."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        settings: TrackingConfig = OmegaConf.to_object(config.tracking)
+        experiment_id = setup_tracking(settings)
+        mlflow.start_run(experiment_id=experiment_id, run_name="sweep", tags={"job": "tune"})
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()

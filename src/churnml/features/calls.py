@@ -1,0 +1,485 @@
+"""Call patterns: usage volumes, trends, time-of-day profile, contacts, competitors, network
+quality and a social signal, from the CDR (`calls`)."""
+
+from __future__ import annotations
+
+from churnml.features.params import FeatureParams
+from churnml.features.registry import (
+    FamilyBuilder,
+    FeatureDef,
+    Measure,
+    cond_sum,
+    prev60,
+    slug,
+    within,
+)
+
+FAMILY = "calls"
+REQUIRED_TABLES = ("calls",)
+TREND_LOOKBACK = 90
+SLOPE_WEEKS = 12
+
+VOICE_OUT = "kind = 'voice' AND direction = 'out'"
+VOICE_IN = "kind = 'voice' AND direction = 'in'"
+_BASE = ("calls.customer_id", "calls.started_at")
+_VOICE = (*_BASE, "calls.kind", "calls.direction", "calls.duration_s")
+
+
+def _slope(value: str, cond: str) -> str:
+    """Least-squares slope of weekly totals over the last 12 weeks, in one pass.
+
+    The slope is linear in the weekly totals, so it is a weighted sum over rows:
+    sum((t_row - t_mean) * value) / sum_t (t - t_mean)^2, with t = 11 for the latest week.
+    """
+    n = SLOPE_WEEKS
+    t_mean = (n - 1) / 2
+    denom = sum((t - t_mean) ** 2 for t in range(n))
+    return (
+        f"sum(CASE WHEN {cond} AND age_s <= {n * 7 * 86400} "
+        f"THEN ({n - 1} - floor(age_s / {7 * 86400}) - {t_mean}) * {value} ELSE 0 END) / {denom}"
+    )
+
+
+def measures(params: FeatureParams) -> dict[str, Measure]:
+    """Aggregates over the event rows `ev` (one row per call before the cutoff, with `age_s`,
+    `hour_of_day` and `is_weekend` derived), plus the peer-, operator- and history-stage
+    aggregates (their `sql` is built in `build_sql`)."""
+    m: dict[str, Measure] = {}
+    windows = sorted(set(params.windows) | {30})
+    for w in windows:
+        win = within(w)
+        m[f"vo_min_{w}"] = Measure(cond_sum(f"{VOICE_OUT} AND {win}", "duration_s / 60.0"), _VOICE)
+        m[f"vo_n_{w}"] = Measure(cond_sum(f"{VOICE_OUT} AND {win}"), _VOICE)
+        m[f"vi_min_{w}"] = Measure(cond_sum(f"{VOICE_IN} AND {win}", "duration_s / 60.0"), _VOICE)
+        m[f"vi_n_{w}"] = Measure(cond_sum(f"{VOICE_IN} AND {win}"), _VOICE)
+        sms = (*_BASE, "calls.kind", "calls.direction")
+        m[f"so_n_{w}"] = Measure(cond_sum(f"kind = 'sms' AND direction = 'out' AND {win}"), sms)
+        m[f"si_n_{w}"] = Measure(cond_sum(f"kind = 'sms' AND direction = 'in' AND {win}"), sms)
+        m[f"data_mb_{w}"] = Measure(
+            cond_sum(f"kind = 'data' AND {win}", "coalesce(volume_mb, 0)"),
+            (*_BASE, "calls.kind", "calls.volume_mb"),
+        )
+        m[f"offnet_min_{w}"] = Measure(
+            cond_sum(f"{VOICE_OUT} AND peer_network = 'off_net' AND {win}", "duration_s / 60.0"),
+            (*_VOICE, "calls.peer_network"),
+        )
+        m[f"intl_min_{w}"] = Measure(
+            cond_sum(
+                f"{VOICE_OUT} AND peer_network = 'international' AND {win}", "duration_s / 60.0"
+            ),
+            (*_VOICE, "calls.peer_network"),
+        )
+        m[f"voice_n_{w}"] = Measure(cond_sum(f"kind = 'voice' AND {win}"), (*_BASE, "calls.kind"))
+        m[f"drop_n_{w}"] = Measure(
+            cond_sum(f"kind = 'voice' AND dropped AND {win}"),
+            (*_BASE, "calls.kind", "calls.dropped"),
+        )
+    p = prev60()
+    m["vo_min_p60"] = Measure(cond_sum(f"{VOICE_OUT} AND {p}", "duration_s / 60.0"), _VOICE)
+    m["vo_n_p60"] = Measure(cond_sum(f"{VOICE_OUT} AND {p}"), _VOICE)
+    m["data_mb_p60"] = Measure(
+        cond_sum(f"kind = 'data' AND {p}", "coalesce(volume_mb, 0)"),
+        (*_BASE, "calls.kind", "calls.volume_mb"),
+    )
+    m["offnet_min_p60"] = Measure(
+        cond_sum(f"{VOICE_OUT} AND peer_network = 'off_net' AND {p}", "duration_s / 60.0"),
+        (*_VOICE, "calls.peer_network"),
+    )
+    m["night_min_30"] = Measure(
+        cond_sum(f"{VOICE_OUT} AND is_night AND {within(30)}", "duration_s / 60.0"), _VOICE
+    )
+    m["weekend_min_30"] = Measure(
+        cond_sum(f"{VOICE_OUT} AND is_weekend AND {within(30)}", "duration_s / 60.0"), _VOICE
+    )
+    m["vo_min_slope"] = Measure(_slope("duration_s / 60.0", VOICE_OUT), _VOICE)
+    m["data_mb_slope"] = Measure(
+        _slope("coalesce(volume_mb, 0)", "kind = 'data'"), (*_BASE, "calls.kind", "calls.volume_mb")
+    )
+    comp_req = (*_VOICE, "calls.peer_operator")
+    for c in params.competitors:
+        lit = str(c).replace("'", "''")
+        m[f"comp_{slug(c)}_min_30"] = Measure(
+            cond_sum(
+                f"{VOICE_OUT} AND peer_operator = '{lit}' AND {within(30)}", "duration_s / 60.0"
+            ),
+            comp_req,
+        )
+        m[f"comp_{slug(c)}_min_p60"] = Measure(
+            cond_sum(f"{VOICE_OUT} AND peer_operator = '{lit}' AND {p}", "duration_s / 60.0"),
+            comp_req,
+        )
+    # Later stages (separate scans): contacts, top competitor, last outgoing activity.
+    for w in sorted(set(params.windows) | {90}):
+        m[f"contacts_{w}"] = Measure("", (*_BASE, "calls.peer_id"))
+    social = (*_BASE, "calls.peer_id", "calls.peer_network", "customers.terminated_at")
+    m["onnet_contacts_90"] = Measure("", social)
+    m["onnet_left_90"] = Measure("", social)
+    m["top_comp_min_30"] = Measure("", comp_req)
+    m["top_comp_min_p60"] = Measure("", comp_req)
+    m["last_out_age_s"] = Measure("", (*_BASE, "calls.direction"))
+    return m
+
+
+def trend(a: str, p: str) -> str:
+    """Relative change of the last 30 days against the monthly average of the 60 before."""
+    return f"({a} - {p} / 2.0) / nullif({a} + {p} / 2.0, 0)"
+
+
+STAGED = ("contacts_", "onnet_", "top_comp_", "last_out_")
+
+
+def definitions(params: FeatureParams) -> list[FeatureDef]:
+    b = FamilyBuilder(FAMILY, "calls", measures(params))
+    for w in params.windows:
+        b.add(
+            f"voice_out_minutes_{w}d",
+            f"Outgoing voice minutes in the last {w} days.",
+            "usage_decline",
+            f"vo_min_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} outgoing call minutes in the last {w} days",
+        )
+        b.add(
+            f"voice_out_calls_{w}d",
+            f"Number of outgoing voice calls in the last {w} days.",
+            "usage_decline",
+            f"vo_n_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} outgoing calls in the last {w} days",
+        )
+        b.add(
+            f"voice_in_minutes_{w}d",
+            f"Incoming voice minutes in the last {w} days.",
+            "usage_decline",
+            f"vi_min_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} incoming call minutes in the last {w} days",
+        )
+        b.add(
+            f"voice_in_calls_{w}d",
+            f"Number of incoming voice calls in the last {w} days.",
+            "usage_decline",
+            f"vi_n_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} incoming calls in the last {w} days",
+        )
+        b.add(
+            f"sms_out_{w}d",
+            f"SMS sent in the last {w} days.",
+            "usage_decline",
+            f"so_n_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} SMS sent in the last {w} days",
+        )
+        b.add(
+            f"sms_in_{w}d",
+            f"SMS received in the last {w} days.",
+            "usage_decline",
+            f"si_n_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} SMS received in the last {w} days",
+        )
+        b.add(
+            f"data_mb_{w}d",
+            f"Mobile data used in the last {w} days, in MB.",
+            "usage_decline",
+            f"data_mb_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} MB of data in the last {w} days",
+        )
+        b.add(
+            f"distinct_contacts_{w}d",
+            f"Number of different people called or texted, either way, in the last {w} days.",
+            "usage_decline",
+            f"contacts_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} different contacts in the last {w} days",
+        )
+        b.add(
+            f"offnet_out_share_{w}d",
+            f"Share of outgoing voice minutes to other mobile operators in the last {w} days.",
+            "competitor",
+            f"offnet_min_{w} / nullif(vo_min_{w}, 0)",
+            window_days=w,
+            fill=None,
+            reason=f"{{pct:.0f}} % of call minutes go to other operators (last {w} days)",
+        )
+        b.add(
+            f"international_out_minutes_{w}d",
+            f"Outgoing international voice minutes in the last {w} days.",
+            "usage_decline",
+            f"intl_min_{w}",
+            window_days=w,
+            reason=f"{{value:.0f}} international call minutes in the last {w} days",
+        )
+        b.add(
+            f"dropped_call_rate_{w}d",
+            f"Share of voice calls (both ways) the network dropped in the last {w} days.",
+            "network_quality",
+            f"drop_n_{w} / nullif(voice_n_{w}, 0)",
+            window_days=w,
+            fill=None,
+            reason=f"{{pct:.0f}} % of calls dropped in the last {w} days",
+        )
+
+    trend_desc = (
+        "Change of {what}: last 30 days against the monthly average of the 60 days before, "
+        "as (recent - before) / (recent + before), from -1 (stopped) to +1 (new)."
+    )
+    b.add(
+        "voice_out_minutes_trend_30d_vs_prev60d",
+        trend_desc.format(what="outgoing voice minutes"),
+        "usage_decline",
+        trend("vo_min_30", "vo_min_p60"),
+        window_days=90,
+        fill=None,
+        reason="outgoing call minutes changed by {value:+.2f} (relative) in the last 30 days",
+    )
+    b.add(
+        "voice_out_calls_trend_30d_vs_prev60d",
+        trend_desc.format(what="the number of outgoing calls"),
+        "usage_decline",
+        trend("vo_n_30", "vo_n_p60"),
+        window_days=90,
+        fill=None,
+        reason="outgoing calls changed by {value:+.2f} (relative) in the last 30 days",
+    )
+    b.add(
+        "data_mb_trend_30d_vs_prev60d",
+        trend_desc.format(what="data volume"),
+        "usage_decline",
+        trend("data_mb_30", "data_mb_p60"),
+        window_days=90,
+        fill=None,
+        reason="data use changed by {value:+.2f} (relative) in the last 30 days",
+    )
+    b.add(
+        "voice_out_minutes_weekly_slope_12w",
+        "Slope of weekly outgoing voice minutes over 12 weeks (minutes a week, per week).",
+        "usage_decline",
+        "vo_min_slope",
+        window_days=84,
+        reason="outgoing call minutes moving by {value:+.1f} a week, week after week",
+    )
+    b.add(
+        "data_mb_weekly_slope_12w",
+        "Slope of weekly data volume over the last 12 weeks (MB per week, per week).",
+        "usage_decline",
+        "data_mb_slope",
+        window_days=84,
+        reason="data use moving by {value:+.0f} MB a week, week after week",
+    )
+    b.add(
+        "voice_out_night_share_30d",
+        f"Share of outgoing voice minutes at night ({params.night_start_hour}:00 to "
+        f"{params.night_end_hour}:00) in the last 30 days.",
+        "usage_decline",
+        "night_min_30 / nullif(vo_min_30, 0)",
+        window_days=30,
+        fill=None,
+    )
+    b.add(
+        "voice_out_weekend_share_30d",
+        "Share of outgoing voice minutes on Saturdays and Sundays in the last 30 days.",
+        "usage_decline",
+        "weekend_min_30 / nullif(vo_min_30, 0)",
+        window_days=30,
+        fill=None,
+    )
+    b.add(
+        "offnet_out_share_change_30d_vs_prev60d",
+        "Off-net share of outgoing voice minutes in the last 30 days minus that share in the "
+        "60 days before.",
+        "competitor",
+        "offnet_min_30 / nullif(vo_min_30, 0) - offnet_min_p60 / nullif(vo_min_p60, 0)",
+        window_days=90,
+        fill=None,
+        reason="share of calls to other operators up {pct:+.0f} points in the last 30 days",
+    )
+    b.add(
+        "top_competitor_out_share_30d",
+        "Share of outgoing voice minutes to the single other operator called most, last 30 days.",
+        "competitor",
+        "coalesce(top_comp_min_30, 0) / nullif(vo_min_30, 0)",
+        window_days=30,
+        fill=None,
+        reason="{pct:.0f} % of call minutes go to one competing operator",
+    )
+    b.add(
+        "top_competitor_out_share_change_30d_vs_prev60d",
+        "Share of outgoing voice minutes to the most-called other operator (of the last 30 days) "
+        "minus its share in the 60 days before.",
+        "competitor",
+        "coalesce(top_comp_min_30, 0) / nullif(vo_min_30, 0)"
+        " - coalesce(top_comp_min_p60, 0) / nullif(vo_min_p60, 0)",
+        window_days=90,
+        fill=None,
+        reason="calls to one competing operator up {pct:+.0f} points in the last 30 days",
+    )
+    for c in params.competitors:
+        s = slug(c)
+        b.add(
+            f"voice_out_share_to_{s}_30d",
+            f"Share of outgoing voice minutes to operator {c} in the last 30 days.",
+            "competitor",
+            f"comp_{s}_min_30 / nullif(vo_min_30, 0)",
+            window_days=30,
+            fill=None,
+            reason=f"{{pct:.0f}} % of call minutes go to {c}",
+        )
+        b.add(
+            f"voice_out_share_to_{s}_change_30d_vs_prev60d",
+            f"Share of outgoing voice minutes to operator {c}: last 30 days minus the 60 before.",
+            "competitor",
+            f"comp_{s}_min_30 / nullif(vo_min_30, 0) - comp_{s}_min_p60 / nullif(vo_min_p60, 0)",
+            window_days=90,
+            fill=None,
+            reason=f"calls to {c} up {{pct:+.0f}} points in the last 30 days",
+        )
+    b.add(
+        "days_since_last_out_activity",
+        f"Days since the last outgoing call, SMS or data session (null: none in "
+        f"{params.history_days} days).",
+        "usage_decline",
+        "last_out_age_s / 86400.0",
+        fill=None,
+        reason="no outgoing activity for {value:.0f} days",
+    )
+    b.add(
+        "onnet_contacts_left_90d",
+        "Number of on-net contacts (last 90 days) whose subscription ended in the last 90 days.",
+        "competitor",
+        "onnet_left_90",
+        window_days=90,
+        reason="{value:.0f} people this customer calls left the network recently",
+    )
+    b.add(
+        "onnet_contacts_left_share_90d",
+        "Share of on-net contacts (last 90 days) whose subscription ended in the last 90 days.",
+        "competitor",
+        "onnet_left_90 / nullif(onnet_contacts_90, 0)",
+        window_days=90,
+        fill=None,
+        reason="{pct:.0f} % of the on-net people this customer calls left recently",
+    )
+    return b.defs
+
+
+def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
+    """One query: the main conditional-aggregate pass over the last 90 days, plus the contact,
+    operator and last-activity stages when features need them."""
+    if not defs:
+        return None
+    params = ctx.params
+    d = ctx.dialect
+    m = measures(params)
+    used = list(dict.fromkeys(x for f in defs for x in f.measures))
+    main = [x for x in used if not x.startswith(STAGED)]
+    lookback = max([*params.windows, TREND_LOOKBACK, SLOPE_WEEKS * 7])
+    age = d.seconds_between("e.started_at", "k.cutoff")
+    ctes, joins = [], []
+    if main:
+        cols = sorted(
+            {r.split(".")[1] for x in main for r in m[x].requires if r.startswith("calls.")}
+            - {"customer_id", "started_at"}
+        )
+        night = (
+            f"({d.hour('e.started_at')} >= {params.night_start_hour} OR "
+            f"{d.hour('e.started_at')} < {params.night_end_hour})"
+        )
+        scan = ctx.scan(
+            "calls", ["customer_id", "started_at", *cols], ctx.time_range("started_at", lookback)
+        )
+        ctes.append(
+            "ev AS (SELECT k.customer_id, k.cutoff, "
+            f"{age} AS age_s, {night} AS is_night, {d.is_weekend('e.started_at')} AS is_weekend"
+            + "".join(f", e.{c}" for c in cols)
+            + f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lookback)})"
+        )
+        aggs = ",\n    ".join(f"{m[x].sql} AS {x}" for x in main)
+        ctes.append(f"agg AS (SELECT customer_id, cutoff,\n    {aggs}\n  FROM ev GROUP BY ALL)")
+        joins.append("agg")
+    contacts = [x for x in used if x.startswith(("contacts_", "onnet_"))]
+    if contacts:
+        social = any(x.startswith("onnet_") for x in contacts)
+        lb = max([*params.windows, 90])
+        cols = ["customer_id", "started_at", "peer_id"] + (["peer_network"] if social else [])
+        scan = ctx.scan(
+            "calls", cols, ctx.time_range("started_at", lb) + " AND peer_id IS NOT NULL"
+        )
+        onnet = (
+            ", max(CASE WHEN e.peer_network = 'on_net' THEN 1 ELSE 0 END) AS onnet"
+            if social
+            else ""
+        )
+        ctes.append(
+            f"peers AS (SELECT k.customer_id, k.cutoff, e.peer_id, min({age}) AS last_age_s{onnet}"
+            f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lb)}"
+            " GROUP BY k.customer_id, k.cutoff, e.peer_id)"
+        )
+        parts = [
+            f"count(CASE WHEN last_age_s <= {int(x.split('_')[1]) * 86400} THEN 1 END) AS {x}"
+            for x in contacts
+            if x.startswith("contacts_")
+        ]
+        social_join = ""
+        if social:
+            left = (
+                f"p.onnet = 1 AND t.terminated_at < p.cutoff AND "
+                f"t.terminated_at >= {d.minus_days('p.cutoff', 90)}"
+            )
+            parts += [
+                "sum(CASE WHEN last_age_s <= 7776000 THEN p.onnet ELSE 0 END) AS onnet_contacts_90",
+                f"sum(CASE WHEN last_age_s <= 7776000 AND {left} THEN 1 ELSE 0 END)"
+                " AS onnet_left_90",
+            ]
+            term = ctx.scan(
+                "customers", ["customer_id", "terminated_at"], "terminated_at IS NOT NULL"
+            )
+            social_join = f" LEFT JOIN {term} t ON t.customer_id = p.peer_id"
+        ctes.append(
+            f"contacts AS (SELECT p.customer_id, p.cutoff, {', '.join(parts)} FROM peers p"
+            f"{social_join} GROUP BY p.customer_id, p.cutoff)"
+        )
+        joins.append("contacts")
+    if any(x.startswith("top_comp_") for x in used):
+        scan = ctx.scan(
+            "calls",
+            ["customer_id", "started_at", "duration_s", "peer_operator"],
+            ctx.time_range("started_at", 90)
+            + " AND kind = 'voice' AND direction = 'out' AND peer_operator IS NOT NULL",
+        )
+        ctes.append(
+            "ops AS (SELECT k.customer_id, k.cutoff, e.peer_operator,"
+            f" sum(CASE WHEN {age} <= 2592000 THEN e.duration_s ELSE 0 END) / 60.0 AS m30,"
+            f" sum(CASE WHEN {age} > 2592000 THEN e.duration_s ELSE 0 END) / 60.0 AS mp60"
+            f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', 90)}"
+            " GROUP BY k.customer_id, k.cutoff, e.peer_operator)"
+        )
+        ctes.append(
+            "top AS (SELECT customer_id, cutoff, max(m30) AS top_comp_min_30,"
+            " max_by(mp60, m30) AS top_comp_min_p60 FROM ops GROUP BY customer_id, cutoff)"
+        )
+        joins.append("top")
+    if "last_out_age_s" in used:
+        hist = params.history_days
+        scan = ctx.scan(
+            "calls",
+            ["customer_id", "started_at"],
+            ctx.time_range("started_at", hist) + " AND direction = 'out'",
+        )
+        ctes.append(
+            f"last_out AS (SELECT k.customer_id, k.cutoff, min({age}) AS last_out_age_s"
+            f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', hist)}"
+            " GROUP BY k.customer_id, k.cutoff)"
+        )
+        joins.append("last_out")
+    select = [f"{f.expr} AS {f.spec.name}" for f in defs]
+    # Helper column for the life-cycle stage rule "decline" (see account.final_expr).
+    if {"vo_min_30", "vo_min_p60"} <= set(main):
+        select.append(f"{trend('vo_min_30', 'vo_min_p60')} AS _lc_usage_trend")
+    join_sql = " ".join(f"LEFT JOIN {j} USING (customer_id, cutoff)" for j in joins)
+    return (
+        "WITH " + ",\n".join(ctes) + "\n"
+        f"SELECT customer_id, cutoff, {', '.join(select)} FROM keys {join_sql}"
+    )

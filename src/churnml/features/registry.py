@@ -1,0 +1,175 @@
+"""The feature registry: one declarative entry per feature, the single source for SHAP grouping,
+reason texts and `docs/features.md`.
+
+Each family module declares its features with `FamilyBuilder`: a name, a plain-words
+description, the source table and window, the cause family, a reason template, the SQL
+expression computing it from the family's aggregates ("measures") and the value a customer
+with no events gets. The raw columns a feature needs are derived from the measures it uses,
+so a missing optional column drops exactly the features that need it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from churnml.features.params import FAMILY_NAMES, FeatureParams
+
+CAUSE_FAMILIES: dict[str, str] = {
+    "usage_decline": "Usage decline",
+    "competitor": "Competitor pull",
+    "network_quality": "Network quality",
+    "service_complaints": "Service and complaints",
+    "billing_arrears": "Billing and arrears",
+    "price": "Price",
+    "contract_lifecycle": "Contract and life cycle",
+    "tenure_value": "Tenure and value",
+}
+
+KINDS = ("numeric", "categorical")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """What one feature measures, where it comes from and how to cite it."""
+
+    name: str
+    description: str
+    table: str
+    window_days: int | None
+    cause_family: str
+    kind: str = "numeric"
+    reason: str | None = None
+    requires: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.cause_family not in CAUSE_FAMILIES:
+            raise ValueError(f"feature {self.name}: unknown cause family {self.cause_family!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"feature {self.name}: kind must be one of {KINDS}")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One aggregate over a family's event rows, and the raw columns (`table.column`) it reads."""
+
+    sql: str
+    requires: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    """A registry entry: the public spec plus how the engine computes it.
+
+    `fill` is the no-event rule: the value for a (customer, cutoff) with no rows in the
+    family's table (0.0 for counts and sums, None = null for rates, shares, means, days since).
+    """
+
+    spec: FeatureSpec
+    family: str
+    expr: str
+    fill: float | None = 0.0
+    measures: tuple[str, ...] = ()
+    needs_features: tuple[str, ...] = ()
+
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class FamilyBuilder:
+    """Collects a family's feature definitions against its measures."""
+
+    family: str
+    table: str
+    measures: dict[str, Measure]
+    defs: list[FeatureDef] = field(default_factory=list)
+
+    def add(
+        self,
+        name: str,
+        description: str,
+        cause_family: str,
+        expr: str,
+        *,
+        window_days: int | None = None,
+        reason: str | None = None,
+        fill: float | None = 0.0,
+        kind: str = "numeric",
+        table: str | None = None,
+        requires: tuple[str, ...] = (),
+        needs_features: tuple[str, ...] = (),
+    ) -> None:
+        used = tuple(dict.fromkeys(t for t in _TOKEN.findall(expr) if t in self.measures))
+        req = set(requires)
+        for m in used:
+            req.update(self.measures[m].requires)
+        spec = FeatureSpec(
+            name=name,
+            description=description,
+            table=table or self.table,
+            window_days=window_days,
+            cause_family=cause_family,
+            kind=kind,
+            reason=reason,
+            requires=tuple(sorted(req)),
+        )
+        self.defs.append(FeatureDef(spec, self.family, expr, fill, used, needs_features))
+
+
+def within(days: int) -> str:
+    """Row condition: the event lies in the last `days` days before the cutoff."""
+    return f"age_s <= {int(days) * 86400}"
+
+
+def prev60() -> str:
+    """Row condition: the event lies in the 60 days before the last 30."""
+    return f"age_s > {30 * 86400} AND age_s <= {90 * 86400}"
+
+
+def cond_sum(cond: str, value: str = "1") -> str:
+    """A conditional aggregate: one pass computes every window (no per-window scans)."""
+    return f"sum(CASE WHEN {cond} THEN {value} ELSE 0 END)"
+
+
+def slug(value: str) -> str:
+    """An identifier-safe lower-case form of a category value (for feature names)."""
+    out = re.sub(r"[^0-9a-z]+", "_", str(value).lower()).strip("_")
+    return out or "unknown"
+
+
+def feature_definitions(params: FeatureParams | None = None) -> list[FeatureDef]:
+    """Every feature definition for these params, in registry order."""
+    from churnml.features import account, arrears, calls, complaints, transfers
+
+    params = params or FeatureParams()
+    modules = {
+        "calls": calls,
+        "transfers": transfers,
+        "complaints": complaints,
+        "arrears": arrears,
+        "account": account,
+    }
+    defs: list[FeatureDef] = []
+    for family in FAMILY_NAMES:
+        defs.extend(modules[family].definitions(params))
+    return defs
+
+
+def feature_specs(params: FeatureParams | None = None) -> tuple[FeatureSpec, ...]:
+    """The public specs for these params (windows and competitors change the list)."""
+    return tuple(d.spec for d in feature_definitions(params))
+
+
+FEATURES: tuple[FeatureSpec, ...] = feature_specs()
+_BY_NAME = {s.name: s for s in FEATURES}
+
+
+def feature_spec(name: str, params: FeatureParams | None = None) -> FeatureSpec:
+    """The spec of one feature by name (KeyError when unknown)."""
+    if params is None and name in _BY_NAME:
+        return _BY_NAME[name]
+    for spec in feature_specs(params):
+        if spec.name == name:
+            return spec
+    raise KeyError(f"no feature named {name!r} in the registry")

@@ -1,0 +1,45 @@
+"""Parameters of the telecom churn simulator (a plain dataclass, usable as a Hydra schema)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class SimulationParams:
+    """Everything that shapes a simulated dataset; the same params always give the same tables.
+
+    Rates are per customer-month unless said otherwise. `start_date` must be the first day of a
+    month; the window covers `n_months` whole months and `as_of` is the first instant after it.
+    """
+
+    name: str = "telco_sim"
+    n_customers: int = 20_000
+    n_months: int = 24
+    start_date: str = "2024-01-01"
+    seed: int = 42
+    chunk_size: int = 50_000
+
+    # Population.
+    prepaid_share: float = 0.4
+    monthly_acquisition_rate: float = 0.015  # new activations per month / base at window start
+    mean_tenure_months: float = 40.0  # of the base at window start (exponential)
+    commitment_share: float = 0.85  # postpaid customers with a 12/24-month lock-in
+
+    # Usage volume: mean CDR rows per fully engaged customer-month (voice + SMS + data).
+    calls_per_month: float = 60.0
+
+    # Churn process.
+    voluntary_scale: float = 0.68  # multiplies every voluntary cause hazard
+    involuntary_scale: float = 1.0
+    frailty_sigma: float = 0.2  # unobserved heterogeneity (log-normal) on the voluntary hazard
+    decline_rate: float = 0.010  # monthly chance a customer starts disengaging
+    courting_rate: float = 0.009  # monthly chance a competitor starts to pull a customer
+    distress_rate: float = 0.009  # monthly chance a postpaid payer stops paying
+
+    # Market events (month indices within the window; -1 switches an event off).
+    price_rise_month: int = 12
+    price_rise_pct: float = 0.08
+    network_incident_region: str = "Lakes"
+    network_incident_month: int = 6
+    network_incident_length: int = 3

@@ -1,0 +1,1136 @@
+"""Validating raw datasets against the data contract (`docs/data-contract.md`) with GX.
+
+Each contract table gets a GX ExpectationSuite with one expectation per contract rule; every
+expectation carries `meta` naming its (table, column, rule), so a failed expectation maps back to
+one line of the contract. Tables are streamed from DuckDB in chunks of `chunk_rows` rows and each
+chunk is validated as a pandas batch; results are merged across chunks.
+
+Rules that a chunk cannot judge alone (uniqueness, customer_id present in customers) and rules
+that are cheaper in SQL (types, not after `as_of`, conditional nulls) are computed as boolean
+helper columns (`_ok__<column>__<rule>`) in the DuckDB query that feeds the chunks; GX then
+expects those helper columns to be True. Every rule reports through the same `RuleFailure`.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import great_expectations as gx
+import pandas as pd
+import pyarrow as pa
+from great_expectations.core.expectation_validation_result import (
+    ExpectationSuiteValidationResult,
+)
+from great_expectations.core.run_identifier import RunIdentifier
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
+from great_expectations.data_context.types.resource_identifiers import (
+    ExpectationSuiteIdentifier,
+    ValidationResultIdentifier,
+)
+
+from churnml.io import (
+    EVENT_TIME_COLUMNS,
+    TABLES,
+    read_manifest,
+    scan_sql,
+    table_path,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_EXAMPLES = 5
+DOCS_SITE_NAME = "churnml"
+
+# Rule names, as they appear in messages (and in tests/tiny_dataset.py's BROKEN_RULES).
+RULE_PRESENT = "required column present"
+RULE_NOT_NULL = "not null"
+RULE_UNIQUE = "unique"
+RULE_KNOWN = "present in customers"
+RULE_AS_OF = "not after as_of"
+RULE_TABLE = "required table present"
+
+
+def rule_type(kind: str) -> str:
+    """Name of the type rule for a column of contract type `kind`."""
+    return f"type {kind}"
+
+
+def rule_one_of(values: Collection[str]) -> str:
+    """Name of the allowed-values rule."""
+    return "one of " + ", ".join(values)
+
+
+def rule_between(low: float, high: float) -> str:
+    """Name of an inclusive range rule."""
+    return f"between {low} and {high}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract, transcribed
+
+
+@dataclass(frozen=True)
+class _Column:
+    name: str
+    kind: str  # string | timestamp | int | float | bool
+    required: bool = False  # must be present and never null
+
+
+_S, _T, _I, _F, _B = "string", "timestamp", "int", "float", "bool"
+
+CONTRACT: dict[str, tuple[_Column, ...]] = {
+    "customers": (
+        _Column("customer_id", _S, True),
+        _Column("activated_at", _T, True),
+        _Column("terminated_at", _T),
+        _Column("termination_reason", _S),
+        _Column("initial_plan_id", _S, True),
+        _Column("payment_type", _S, True),
+        _Column("commitment_end", _T),
+        _Column("region", _S),
+        _Column("birth_year", _I),
+        _Column("gender", _S),
+    ),
+    "calls": (
+        _Column("customer_id", _S, True),
+        _Column("started_at", _T, True),
+        _Column("direction", _S, True),
+        _Column("kind", _S, True),
+        _Column("duration_s", _I, True),
+        _Column("volume_mb", _F),
+        _Column("peer_network", _S),
+        _Column("peer_operator", _S),
+        _Column("peer_id", _S),
+        _Column("dropped", _B, True),
+    ),
+    "transfers": (
+        _Column("customer_id", _S, True),
+        _Column("occurred_at", _T, True),
+        _Column("kind", _S, True),
+        _Column("from_plan_id", _S),
+        _Column("to_plan_id", _S),
+        _Column("monthly_fee", _F),
+        _Column("operator", _S),
+        _Column("amount", _F),
+    ),
+    "complaints": (
+        _Column("complaint_id", _S, True),
+        _Column("customer_id", _S, True),
+        _Column("opened_at", _T, True),
+        _Column("resolved_at", _T),
+        _Column("category", _S, True),
+        _Column("channel", _S, True),
+        _Column("severity", _I, True),
+        _Column("satisfaction", _I),
+    ),
+    "bills": (
+        _Column("bill_id", _S, True),
+        _Column("customer_id", _S, True),
+        _Column("period_start", _T, True),
+        _Column("issued_at", _T, True),
+        _Column("due_at", _T, True),
+        _Column("amount_due", _F, True),
+    ),
+    "payments": (
+        _Column("payment_id", _S, True),
+        _Column("customer_id", _S, True),
+        _Column("paid_at", _T, True),
+        _Column("amount", _F, True),
+        _Column("bill_id", _S),
+    ),
+}
+
+# The natural id of a row, used for example ids in messages.
+ID_COLUMNS: dict[str, str] = {
+    "customers": "customer_id",
+    "calls": "customer_id",
+    "transfers": "customer_id",
+    "complaints": "complaint_id",
+    "bills": "bill_id",
+    "payments": "payment_id",
+}
+UNIQUE_COLUMNS: dict[str, str] = {
+    "customers": "customer_id",
+    "complaints": "complaint_id",
+    "bills": "bill_id",
+    "payments": "payment_id",
+}
+ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("customers", "termination_reason"): ("voluntary", "port_out", "non_payment", "other"),
+    ("customers", "payment_type"): ("prepaid", "postpaid"),
+    ("customers", "gender"): ("F", "M", "U"),
+    ("calls", "direction"): ("out", "in"),
+    ("calls", "kind"): ("voice", "sms", "data"),
+    ("calls", "peer_network"): ("on_net", "off_net", "fixed", "international"),
+    ("transfers", "kind"): (
+        "port_out_query",
+        "port_out_request",
+        "port_out_cancel",
+        "plan_change",
+        "ownership_change",
+        "sim_swap",
+        "balance_transfer_out",
+        "balance_transfer_in",
+    ),
+    ("complaints", "category"): ("billing", "network", "service", "price", "product", "other"),
+    ("complaints", "channel"): ("call_center", "store", "online", "regulator"),
+}
+# (table, column) -> (min, max, strict_min)
+RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
+    ("customers", "birth_year"): (1900, 2015, False),
+    ("calls", "duration_s"): (0, None, False),
+    ("calls", "volume_mb"): (0, None, False),
+    ("transfers", "monthly_fee"): (0, None, False),
+    ("transfers", "amount"): (0, None, False),
+    ("complaints", "severity"): (1, 3, False),
+    ("complaints", "satisfaction"): (1, 5, False),
+    ("bills", "amount_due"): (0, None, False),
+    ("payments", "amount"): (0, None, True),
+}
+# (table, later column, earlier column): later >= earlier when both are set.
+ORDERS: tuple[tuple[str, str, str], ...] = (
+    ("customers", "terminated_at", "activated_at"),
+    ("complaints", "resolved_at", "opened_at"),
+    ("bills", "due_at", "issued_at"),
+)
+
+
+def _range_rule(low: float | None, high: float | None, strict_min: bool) -> str:
+    if low is not None and high is not None:
+        return rule_between(low, high)
+    return f"{'>' if strict_min else '>='} {low}" if low is not None else f"<= {high}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One contract rule of one table, and how it is checked."""
+
+    table: str
+    column: str
+    rule: str
+    kind: str  # exists | type | not_null | flag | in_set | between | order
+    needs: tuple[str, ...] = ()  # columns that must be present for the rule to apply
+    params: tuple = ()
+
+    @property
+    def flag(self) -> str:
+        """Name of the helper column that holds this rule's verdict (kind == "flag")."""
+        slug = re.sub(r"[^0-9a-z]+", "_", self.rule.lower()).strip("_")
+        return f"_ok__{self.column}__{slug}"
+
+
+def _conditional_rules(table: str) -> list[_Rule]:
+    rules: list[_Rule] = []
+    if table == "customers":
+        rules.append(
+            _Rule(
+                table,
+                "termination_reason",
+                "null iff terminated_at is null",
+                "flag",
+                needs=("termination_reason",),
+            )
+        )
+    if table == "calls":
+        rules.append(
+            _Rule(table, "duration_s", "0 for sms and data", "flag", ("duration_s", "kind"))
+        )
+        rules.append(
+            _Rule(table, "volume_mb", "null unless kind is data", "flag", ("volume_mb", "kind"))
+        )
+        rules.append(
+            _Rule(table, "peer_network", "null for data", "flag", ("peer_network", "kind"))
+        )
+    if table == "bills":
+        rules.append(
+            _Rule(table, "period_start", "first day of a month", "flag", ("period_start",))
+        )
+    return rules
+
+
+def contract_rules(table: str) -> list[_Rule]:
+    """Every contract rule of a table, in contract order (column by column)."""
+    rules: list[_Rule] = []
+    conditional = _conditional_rules(table)
+    for col in CONTRACT[table]:
+        name = col.name
+        if col.required:
+            rules.append(_Rule(table, name, RULE_PRESENT, "exists"))
+        rules.append(_Rule(table, name, rule_type(col.kind), "flag", (name,)))
+        if col.required:
+            rules.append(_Rule(table, name, RULE_NOT_NULL, "not_null", (name,)))
+        if UNIQUE_COLUMNS.get(table) == name:
+            rules.append(_Rule(table, name, RULE_UNIQUE, "flag", (name,)))
+        if name == "customer_id" and table != "customers":
+            rules.append(_Rule(table, name, RULE_KNOWN, "flag", (name,)))
+        if (table, name) in ALLOWED_VALUES:
+            values = ALLOWED_VALUES[(table, name)]
+            rules.append(_Rule(table, name, rule_one_of(values), "in_set", (name,), values))
+        if (table, name) in RANGES:
+            low, high, strict = RANGES[(table, name)]
+            rule = _range_rule(low, high, strict)
+            rules.append(_Rule(table, name, rule, "between", (name,), (low, high, strict)))
+        for t, later, earlier in ORDERS:
+            if t == table and later == name:
+                rule = f">= {earlier}"
+                rules.append(_Rule(table, name, rule, "order", (later, earlier), (earlier,)))
+        if name in EVENT_TIME_COLUMNS.get(table, ()):
+            rules.append(_Rule(table, name, RULE_AS_OF, "flag", (name,)))
+        rules.extend(r for r in conditional if r.column == name)
+    return rules
+
+
+# ---------------------------------------------------------------------------------------------
+# Column types: how a source column (DuckDB type) is read as its contract type
+
+
+_INT_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
+_TS_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
+
+
+def _family(duck_type: str) -> str:
+    t = duck_type.upper()
+    if t in _INT_TYPES:
+        return "int"
+    if t in ("FLOAT", "DOUBLE") or t.startswith("DECIMAL"):
+        return "float"
+    if t == "VARCHAR" or t.startswith("ENUM"):
+        return "string"
+    if t == "BOOLEAN":
+        return "bool"
+    if t in _TS_TYPES or t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
+        return "timestamp"
+    if t == '"NULL"' or t == "NULL":
+        return "null"
+    return "other"
+
+
+_DUCK_TARGET = {_S: "VARCHAR", _T: "TIMESTAMP", _I: "BIGINT", _F: "DOUBLE", _B: "BOOLEAN"}
+
+
+@dataclass(frozen=True)
+class _Read:
+    """How one source column is read: `typed` is the SQL giving the contract-typed value; when
+    `fallible`, a non-null source value may fail to convert (then `typed` is NULL and `ok`, the
+    type verdict, is FALSE)."""
+
+    typed: str
+    ok: str
+    fallible: bool
+
+
+def _read_column(q: str, family: str, kind: str) -> _Read:
+    """SQL reading quoted source column `q` of DuckDB type family `family` as contract `kind`."""
+    target = _DUCK_TARGET[kind]
+    if family == "null":
+        return _Read(f"CAST(NULL AS {target})", "TRUE", False)
+    native = {
+        _S: {"string", "int"},  # ids that look numeric (CSV sniffing) are still ids
+        _T: {"timestamp"},
+        _I: {"int"},
+        _F: {"int", "float"},
+        _B: {"bool"},
+    }[kind]
+    if family in native:
+        return _Read(f"CAST({q} AS {target})", "TRUE", False)
+    typed: str | None = None
+    if kind == _T and family == "string":
+        typed = f"TRY_CAST({q} AS TIMESTAMP)"
+    elif kind == _I and family in ("float", "string"):
+        d = f"TRY_CAST({q} AS DOUBLE)"
+        typed = f"CASE WHEN isfinite({d}) AND {d} = round({d}) THEN CAST({d} AS BIGINT) END"
+    elif kind == _F and family == "string":
+        typed = f"TRY_CAST({q} AS DOUBLE)"
+    elif kind == _B and family == "string":
+        typed = f"TRY_CAST({q} AS BOOLEAN)"
+    elif kind == _B and family == "int":
+        typed = f"CASE WHEN {q} IN (0, 1) THEN {q} = 1 END"
+    if typed is None:  # incompatible type: every non-null value breaks the type rule
+        return _Read(f"CAST(NULL AS {target})", f"{q} IS NULL", True)
+    return _Read(typed, f"({q} IS NULL OR ({typed}) IS NOT NULL)", True)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+_LABEL_CLASS = "_label_is_positive"
+RULE_CLASSES = "both label classes present"
+
+
+def _raw_null_column(column: str) -> str:
+    return f"_raw__{column}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Suites
+
+
+def _meta(rule: _Rule) -> dict:
+    return {
+        "contract_table": rule.table,
+        "contract_column": rule.column,
+        "contract_rule": rule.rule,
+    }
+
+
+def _expectation(rule: _Rule, cast_columns: Collection[str]):
+    meta = _meta(rule)
+    notes = f"data contract: {rule.table}.{rule.column}: {rule.rule}"
+    e = gx.expectations
+    if rule.kind == "exists":
+        return e.ExpectColumnToExist(column=rule.column, meta=meta, notes=notes)
+    if rule.kind == "not_null":
+        # A value that fails its type conversion is NULL in the typed column; judging presence
+        # on the raw value keeps a type error from also counting as a missing value.
+        column = _raw_null_column(rule.column) if rule.column in cast_columns else rule.column
+        return e.ExpectColumnValuesToNotBeNull(column=column, meta=meta, notes=notes)
+    if rule.kind == "flag":
+        return e.ExpectColumnValuesToBeInSet(
+            column=rule.flag, value_set=[True], meta=meta, notes=notes
+        )
+    if rule.kind == "in_set":
+        return e.ExpectColumnValuesToBeInSet(
+            column=rule.column, value_set=list(rule.params), meta=meta, notes=notes
+        )
+    if rule.kind == "between":
+        low, high, strict = rule.params
+        return e.ExpectColumnValuesToBeBetween(
+            column=rule.column,
+            min_value=low,
+            max_value=high,
+            strict_min=strict,
+            meta=meta,
+            notes=notes,
+        )
+    if rule.kind == "unique":
+        return e.ExpectColumnValuesToBeUnique(column=rule.column, meta=meta, notes=notes)
+    if rule.kind == "classes":
+        return e.ExpectColumnDistinctValuesToContainSet(
+            column=_LABEL_CLASS, value_set=[True, False], meta=meta, notes=notes
+        )
+    if rule.kind == "order":
+        return e.ExpectColumnPairValuesAToBeGreaterThanB(
+            column_A=rule.column,
+            column_B=rule.params[0],
+            or_equal=True,
+            ignore_row_if="either_value_is_missing",
+            meta=meta,
+            notes=notes,
+        )
+    raise ValueError(f"unknown rule kind {rule.kind!r}")
+
+
+def _applicable_rules(
+    table: str, columns: Collection[str] | None, skip_rules: Collection[str] = ()
+) -> list[_Rule]:
+    present = None if columns is None else set(columns)
+    rules = []
+    for rule in contract_rules(table):
+        if rule.rule in skip_rules:
+            continue
+        if present is not None and not set(rule.needs) <= present:
+            continue
+        rules.append(rule)
+    return rules
+
+
+def build_suite(
+    table: str,
+    columns: Collection[str] | None = None,
+    *,
+    cast_columns: Collection[str] = (),
+    skip_rules: Collection[str] = (),
+) -> gx.ExpectationSuite:
+    """The GX suite of one contract table: one expectation per rule, `meta` naming the rule.
+
+    `columns` lists the columns present in the table (None: all contract columns); rules on an
+    absent column are left out, except the existence check of a required column.
+    `cast_columns` are columns whose source values may fail type conversion (their not-null
+    check reads the raw value). `skip_rules` names rules that cannot be judged for this dataset.
+    """
+    if table not in CONTRACT:
+        raise ValueError(f"{table!r} is not a contract table (one of {', '.join(TABLES)})")
+    return _suite(table, _applicable_rules(table, columns, skip_rules), cast_columns)
+
+
+def _suite(table: str, rules: list[_Rule], cast_columns: Collection[str]) -> gx.ExpectationSuite:
+    return gx.ExpectationSuite(
+        name=f"contract.{table}",
+        expectations=[_expectation(r, cast_columns) for r in rules],
+        meta={"notes": f"data contract v1, table {table}"},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """One contract rule broken by some rows of one table."""
+
+    table: str
+    column: str
+    rule: str
+    n_rows: int
+    example_ids: list[str] = field(default_factory=list)
+
+    def message(self) -> str:
+        """One line naming table, column, rule, row count and a few example ids."""
+        if self.rule == RULE_TABLE:
+            return f"{self.table}: {self.rule} — no {self.table}.parquet or {self.table}.csv found"
+        text = f"{self.table}.{self.column}: {self.rule} — {self.n_rows} rows break it"
+        if self.example_ids:
+            text += f" (e.g. {', '.join(self.example_ids[:MAX_EXAMPLES])})"
+        return text
+
+
+@dataclass
+class ValidationReport:
+    """Outcome of validating a dataset: broken rules and rows checked per table."""
+
+    success: bool
+    failures: list[RuleFailure]
+    tables: dict[str, int]
+    docs_path: Path | None = None
+
+    def summary(self) -> str:
+        """A few lines for logs: verdict, rows per table, one line per broken rule."""
+        rows = ", ".join(f"{t} {n:,}" for t, n in self.tables.items()) or "no tables"
+        if self.success:
+            return f"dataset meets the data contract (rows checked: {rows})"
+        lines = [f"dataset breaks {len(self.failures)} contract rules (rows checked: {rows}):"]
+        lines += [f"  {f.message()}" for f in self.failures]
+        return "\n".join(lines)
+
+
+class ContractViolation(ValueError):
+    """The dataset breaks the data contract; `.report` has the details."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        lines = [f"raw data breaks {len(report.failures)} data contract rules:"]
+        lines += [f.message() for f in report.failures]
+        super().__init__("\n".join(lines))
+
+
+@dataclass
+class _Merged:
+    """Results of one expectation merged over chunks."""
+
+    rule: _Rule
+    success: bool = True
+    element_count: int = 0
+    unexpected_count: int = 0
+    examples: list[str] = field(default_factory=list)
+    values: list = field(default_factory=list)
+    template: dict | None = None  # a chunk's result dict, for Data Docs
+
+
+def _example_id(entry: dict, id_column: str | None) -> str | None:
+    if id_column is None or id_column not in entry:
+        return None
+    value = entry[id_column]
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
+
+
+class _SuiteRunner:
+    """Runs one suite over a stream of pandas chunks and merges the results."""
+
+    def __init__(
+        self,
+        context,
+        table: str,
+        rules: list[_Rule],
+        cast_columns: Collection[str],
+        id_column: str | None,
+    ) -> None:
+        self.context = context
+        self.table = table
+        self.rules = {(r.column, r.rule): r for r in rules}
+        self.cast_columns = list(cast_columns)
+        asset = context.data_sources.get("churnml").add_dataframe_asset(table)
+        self.batch = asset.add_batch_definition_whole_dataframe(f"{table}_chunk")
+        self.suite = _suite(table, rules, cast_columns)
+        self.definition = self._definition(self.suite, f"validate_{table}")
+        self._detail: dict[frozenset, gx.ValidationDefinition] = {}
+        self.id_column = id_column
+        self.merged = {key: _Merged(r) for key, r in self.rules.items()}
+        self.first_result: ExpectationSuiteValidationResult | None = None
+        self.rows = 0
+
+    def _definition(self, suite: gx.ExpectationSuite, name: str) -> gx.ValidationDefinition:
+        suite = self.context.suites.add(suite)
+        return self.context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=self.batch, suite=suite)
+        )
+
+    def _detail_definition(self, keys: frozenset) -> gx.ValidationDefinition:
+        """A validation of only the expectations in `keys` (a sub-suite, made once per set)."""
+        if keys not in self._detail:
+            rules = [r for key, r in self.rules.items() if key in keys]
+            name = f"contract.{self.table}.detail{len(self._detail) + 1}"
+            suite = gx.ExpectationSuite(
+                name=name, expectations=[_expectation(r, self.cast_columns) for r in rules]
+            )
+            self._detail[keys] = self._definition(suite, f"validate_{name}")
+        return self._detail[keys]
+
+    def _key(self, result) -> tuple[str, str]:
+        meta = result.expectation_config.meta or {}
+        key = (meta["contract_column"], meta["contract_rule"])
+        if result.exception_info and result.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"validating {self.table}.{key[0]} ({key[1]}) raised: "
+                f"{result.exception_info.get('exception_message')}"
+            )
+        return key
+
+    def run(self, chunk: pd.DataFrame) -> None:
+        # Pass/fail alone costs GX much less than counts with example ids; the expectations
+        # that fail on a chunk are run again on it, alone, for those.
+        batch = {"dataframe": chunk}
+        result = self.definition.run(batch_parameters=batch, result_format="BOOLEAN_ONLY")
+        if self.first_result is None:
+            self.first_result = result
+        self.rows += len(chunk)
+        failed = []
+        for r in result.results:
+            key = self._key(r)
+            self.merged[key].element_count += len(chunk)
+            if not r.success:
+                failed.append(key)
+        if not failed:
+            return
+        result_format: dict = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES}
+        if self.id_column is not None:
+            result_format["unexpected_index_column_names"] = [self.id_column]
+        detail = self._detail_definition(frozenset(failed)).run(
+            batch_parameters=batch, result_format=result_format
+        )
+        for r in detail.results:
+            merged = self.merged[self._key(r)]
+            merged.success = False
+            res = r.result or {}
+            merged.unexpected_count += int(res.get("unexpected_count", 0) or 0)
+            if merged.template is None:
+                merged.template = dict(res)
+            for entry in res.get("partial_unexpected_index_list") or []:
+                ident = _example_id(entry, self.id_column)
+                if ident is not None and ident not in merged.examples:
+                    merged.examples.append(ident)
+            for value in res.get("partial_unexpected_list") or []:
+                if len(merged.values) < MAX_EXAMPLES:
+                    merged.values.append(value)
+            del merged.examples[MAX_EXAMPLES:]
+
+    def failures(self) -> list[RuleFailure]:
+        out = []
+        for m in self.merged.values():
+            if m.success:
+                continue
+            # A missing column (or a missing label class) concerns every row of the table.
+            n = self.rows if m.rule.kind in ("exists", "classes") else m.unexpected_count
+            out.append(RuleFailure(self.table, m.rule.column, m.rule.rule, n, list(m.examples)))
+        return out
+
+    def merged_result(self) -> ExpectationSuiteValidationResult | None:
+        """The first chunk's suite result with each expectation's counts summed over chunks."""
+        if self.first_result is None:
+            return None
+        merged = copy.deepcopy(self.first_result)
+        n_ok = 0
+        for r in merged.results:
+            meta = r.expectation_config.meta or {}
+            m = self.merged[(meta["contract_column"], meta["contract_rule"])]
+            r.success = m.success
+            n_ok += m.success
+            if m.rule.kind in ("exists", "classes"):
+                continue
+            res = dict(m.template or r.result or {})
+            res["element_count"] = m.element_count
+            res["unexpected_count"] = m.unexpected_count
+            pct = 100.0 * m.unexpected_count / m.element_count if m.element_count else 0.0
+            res["unexpected_percent"] = pct
+            if not m.success:
+                # A helper flag's value is always False: show the ids of the rows instead.
+                flag = m.rule.kind == "flag"
+                res["partial_unexpected_list"] = list(m.examples if flag else m.values)
+                res["partial_unexpected_index_list"] = [{self.id_column: i} for i in m.examples]
+                res.pop("partial_unexpected_counts", None)
+            r.result = res
+        n = len(merged.results)
+        merged.success = n_ok == n
+        merged.statistics = {
+            "evaluated_expectations": n,
+            "successful_expectations": n_ok,
+            "unsuccessful_expectations": n - n_ok,
+            "success_percent": 100.0 * n_ok / n if n else 100.0,
+        }
+        merged.meta["chunks_rows"] = self.rows
+        return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading tables in chunks
+
+
+@dataclass
+class _TablePlan:
+    table: str
+    path: Path
+    present: list[str]  # contract columns present in the file
+    reads: dict[str, _Read]
+    rules: list[_Rule]
+    id_column: str | None
+    sql: str
+
+    @property
+    def cast_columns(self) -> list[str]:
+        return [c for c, r in self.reads.items() if r.fallible]
+
+
+def _describe(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM {scan_sql(path)}").fetchall()
+    return {row[0]: row[1] for row in rows}
+
+
+def _flag_sql(rule: _Rule, plan_reads: dict[str, _Read], as_of: pd.Timestamp | None) -> str:
+    """Boolean SQL, TRUE when a row keeps `rule` (over the typed subquery `t`)."""
+    col = f"t.{_quote(rule.column)}"
+
+    def is_null(name: str) -> str:
+        if name not in plan_reads:
+            return "TRUE"
+        if plan_reads[name].fallible:
+            return f"t.{_quote(_raw_null_column(name))} IS NULL"
+        return f"t.{_quote(name)} IS NULL"
+
+    if rule.rule.startswith("type "):
+        return f"t.{_quote(rule.flag)}"
+    if rule.rule == RULE_UNIQUE:
+        return "_dup.k IS NULL"
+    if rule.rule == RULE_KNOWN:
+        return f"({col} IS NULL OR _known.k IS NOT NULL)"
+    if rule.rule == RULE_AS_OF:
+        stamp = as_of.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"({col} IS NULL OR {col} <= TIMESTAMP '{stamp}')"
+    if rule.rule == "null iff terminated_at is null":
+        return f"(({is_null('termination_reason')}) = ({is_null('terminated_at')}))"
+    if rule.rule == "0 for sms and data":
+        return f"coalesce(NOT (t.kind IN ('sms', 'data') AND {col} <> 0), TRUE)"
+    if rule.rule == "null unless kind is data":
+        return f"coalesce(t.kind = 'data' OR {is_null('volume_mb')}, TRUE)"
+    if rule.rule == "null for data":
+        return f"coalesce(t.kind <> 'data' OR {is_null('peer_network')}, TRUE)"
+    if rule.rule == "first day of a month":
+        return f"({col} IS NULL OR day({col}) = 1)"
+    raise ValueError(f"no SQL for rule {rule.table}.{rule.column}: {rule.rule}")
+
+
+def _plan_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    path: Path,
+    *,
+    as_of: pd.Timestamp | None,
+    known_sql: str | None,
+) -> _TablePlan:
+    """Work out which rules apply to a table file and the SQL that feeds its chunks."""
+    types = _describe(con, path)
+    spec = {c.name: c for c in CONTRACT[table]}
+    present = [c for c in spec if c in types]
+    reads = {c: _read_column(_quote(c), _family(types[c]), spec[c].kind) for c in present}
+    skip = []
+    if as_of is None:
+        skip.append(RULE_AS_OF)
+    if known_sql is None:
+        skip.append(RULE_KNOWN)
+    rules = _applicable_rules(table, present, skip)
+    id_column = ID_COLUMNS[table] if ID_COLUMNS[table] in present else None
+
+    inner = []
+    for c in present:
+        inner.append(f"{reads[c].typed} AS {_quote(c)}")
+        if reads[c].fallible:
+            inner.append(
+                f"CASE WHEN {_quote(c)} IS NOT NULL THEN TRUE END AS {_quote(_raw_null_column(c))}"
+            )
+    for r in rules:
+        if r.kind == "flag" and r.rule.startswith("type "):
+            inner.append(f"{reads[r.column].ok} AS {_quote(r.flag)}")
+    scan = scan_sql(path)
+    # The chunks carry only what GX reads: values with value-level expectations, the id for
+    # examples, and the helper flags. (Hashing and copying unused string columns is not free.)
+    keep = {id_column} if id_column else set()
+    for r in rules:
+        if r.kind in ("in_set", "between", "order", "not_null"):
+            keep.update(r.needs)
+        if r.kind == "not_null" and reads[r.column].fallible:
+            keep.add(_raw_null_column(r.column))
+        if r.kind == "flag" and r.rule.startswith("type "):
+            keep.add(r.flag)
+    names = [*present, *(_raw_null_column(c) for c in present), *(r.flag for r in rules)]
+    select = [f"t.{_quote(n)}" for n in dict.fromkeys(names) if n in keep]
+    joins = []
+    for r in rules:
+        if r.kind == "flag" and not r.rule.startswith("type "):
+            select.append(f"{_flag_sql(r, reads, as_of)} AS {_quote(r.flag)}")
+        if r.rule == RULE_UNIQUE:
+            key = reads[r.column].typed
+            joins.append(
+                f"LEFT JOIN (SELECT {key} AS k FROM {scan} WHERE {key} IS NOT NULL "
+                f"GROUP BY 1 HAVING count(*) > 1) AS _dup ON t.{_quote(r.column)} = _dup.k"
+            )
+        if r.rule == RULE_KNOWN:
+            joins.append(f"LEFT JOIN ({known_sql}) AS _known ON t.customer_id = _known.k")
+    sql = (
+        f"SELECT {', '.join(select)} FROM (SELECT {', '.join(inner)} FROM {scan}) AS t "
+        + " ".join(joins)
+    )
+    return _TablePlan(table, path, present, reads, rules, id_column, sql)
+
+
+def _known_customers_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """SQL listing the distinct customer ids of customers, or None when they are unusable."""
+    types = _describe(con, path)
+    if "customer_id" not in types:
+        log.warning("customers has no customer_id column: 'present in customers' is not checked")
+        return None
+    read = _read_column(_quote("customer_id"), _family(types["customer_id"]), _S)
+    if read.fallible:
+        log.warning(
+            "customers.customer_id has type %s: 'present in customers' is not checked",
+            types["customer_id"],
+        )
+        return None
+    return f"SELECT DISTINCT {read.typed} AS k FROM {scan_sql(path)} WHERE customer_id IS NOT NULL"
+
+
+def _chunks(con: duckdb.DuckDBPyConnection, sql: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The query's rows as pandas frames of at most `chunk_rows` rows (one empty frame at least)."""
+    reader = con.sql(sql).to_arrow_reader(chunk_rows)
+    empty = True
+    for batch in reader:
+        if batch.num_rows == 0:
+            continue
+        empty = False
+        yield batch.to_pandas()
+    if empty:
+        yield pa.Table.from_batches([], schema=reader.schema).to_pandas()
+
+
+# ---------------------------------------------------------------------------------------------
+# GX context and Data Docs
+
+
+def _context(data_docs_sites: dict | None = None):
+    """An ephemeral GX context: in-memory stores, no progress bars, no analytics.
+
+    Built from an explicit config because the default ephemeral one carries a `local_site`
+    Data Docs site in a temp folder; ours are only the `data_docs_sites` given.
+    """
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites=data_docs_sites or {},
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=config)
+
+
+def _write_docs(
+    docs_dir: Path,
+    name: str,
+    runs: list[tuple[gx.ExpectationSuite, ExpectationSuiteValidationResult]],
+) -> Path:
+    """Write a GX Data Docs site under `docs_dir` with one merged validation result per table."""
+    docs_dir = Path(docs_dir).resolve()
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    context = _context(
+        {
+            DOCS_SITE_NAME: {
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir),
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        }
+    )
+    run_id = RunIdentifier(run_name=name, run_time=dt.datetime.now(dt.UTC))
+    for suite, result in runs:
+        suite = context.suites.add(
+            gx.ExpectationSuite(
+                name=suite.name,
+                expectations=[e.configuration for e in suite.expectations],
+                meta=suite.meta,
+            )
+        )
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
+            run_id=run_id,
+            batch_identifier=suite.name.removeprefix("contract."),
+        )
+        result.meta["run_id"] = run_id
+        context.validation_results_store.set(key, result)
+    context.build_data_docs(site_names=[DOCS_SITE_NAME])
+    return docs_dir / "index.html"
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def _resolve_as_of(dataset_dir: Path, as_of: pd.Timestamp | None) -> pd.Timestamp | None:
+    """The as_of to check events against; None when it is the latest event time (then no event
+    can lie after it)."""
+    if as_of is None:
+        value = read_manifest(dataset_dir).get("as_of")
+        if not value:
+            log.info(
+                "no as_of in manifest.json: as_of is the latest event time, nothing can be after it"
+            )
+            return None
+        as_of = pd.Timestamp(value)
+    as_of = pd.Timestamp(as_of)
+    if as_of.tzinfo is not None:
+        as_of = as_of.tz_convert("UTC").tz_localize(None)
+    return as_of
+
+
+def validate_dataset(
+    dataset_dir: Path,
+    *,
+    docs_dir: Path | None = None,
+    chunk_rows: int = 2_000_000,
+    as_of: pd.Timestamp | None = None,
+    tables: Collection[str] | None = None,
+) -> ValidationReport:
+    """Check every table of a raw dataset folder against the data contract.
+
+    Tables are streamed in chunks of `chunk_rows` rows; cross-row rules are computed by DuckDB.
+    With `docs_dir`, GX Data Docs (index.html) are written there. `tables` limits the check to
+    some tables (default: all six); `as_of` overrides the manifest's.
+    """
+    dataset_dir = Path(dataset_dir)
+    if chunk_rows < 1:
+        raise ValueError("chunk_rows must be positive")
+    started = time.perf_counter()
+    failures: list[RuleFailure] = []
+    wanted = set(TABLES if tables is None else tables)
+    if wanted - set(TABLES):
+        raise ValueError(f"not contract tables: {sorted(wanted - set(TABLES))}")
+    rows: dict[str, int] = {}
+    runs: list[tuple[gx.ExpectationSuite, ExpectationSuiteValidationResult]] = []
+    customers_path = table_path(dataset_dir, "customers") if dataset_dir.is_dir() else None
+    if customers_path is None:
+        what = "folder does not exist" if not dataset_dir.is_dir() else "no customers table"
+        log.error("%s: %s", dataset_dir, what)
+        failures.append(RuleFailure("customers", "*", RULE_TABLE, 0, []))
+        return ValidationReport(False, failures, rows, None)
+
+    as_of = _resolve_as_of(dataset_dir, as_of)
+    context = _context()
+    context.data_sources.add_pandas("churnml")
+    with duckdb.connect() as con:
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+        except duckdb.Error:  # no ICU: TIMESTAMPTZ casts then use the default zone
+            log.debug("could not set the DuckDB time zone to UTC")
+        known_sql = _known_customers_sql(con, customers_path)
+        for table in (t for t in TABLES if t in wanted):
+            path = table_path(dataset_dir, table)
+            if path is None:
+                log.info("%s: no %s table (optional), skipped", dataset_dir.name, table)
+                continue
+            plan = _plan_table(con, table, path, as_of=as_of, known_sql=known_sql)
+            runner = _SuiteRunner(context, table, plan.rules, plan.cast_columns, plan.id_column)
+            t0 = time.perf_counter()
+            for i, chunk in enumerate(_chunks(con, plan.sql, chunk_rows)):
+                runner.run(chunk)
+                log.info("validated %s chunk %d: %s rows so far", table, i + 1, f"{runner.rows:,}")
+            rows[table] = runner.rows
+            table_failures = runner.failures()
+            failures.extend(table_failures)
+            log.info(
+                "%s: %s rows, %d rules, %d broken (%.1f s)",
+                table,
+                f"{runner.rows:,}",
+                len(plan.rules),
+                len(table_failures),
+                time.perf_counter() - t0,
+            )
+            merged = runner.merged_result()
+            if docs_dir is not None and merged is not None:
+                runs.append((runner.suite, merged))
+    docs_path = _write_docs(docs_dir, dataset_dir.name, runs) if docs_dir is not None else None
+    report = ValidationReport(not failures, failures, rows, docs_path)
+    log.info("validation of %s took %.1f s", dataset_dir, time.perf_counter() - started)
+    return report
+
+
+def check_dataset(dataset_dir: Path, **kwargs) -> ValidationReport:
+    """Validate a dataset and raise ContractViolation (after logging each failure) when it breaks
+    the contract; keyword arguments go to `validate_dataset`."""
+    report = validate_dataset(dataset_dir, **kwargs)
+    if not report.success:
+        for failure in report.failures:
+            log.error("data contract: %s", failure.message())
+        raise ContractViolation(report)
+    log.info(report.summary())
+    return report
+
+
+def validate_snapshot(
+    df: pd.DataFrame,
+    id_column: str,
+    label_column: str,
+    positive_label,
+    *,
+    docs_dir: Path | None = None,
+) -> ValidationReport:
+    """Check a snapshot dataset (one row per customer): id present and unique, label present
+    and never null, and both label classes (positive and anything else) present."""
+    table = "snapshot"
+    rules = [
+        _Rule(table, id_column, RULE_PRESENT, "exists"),
+        _Rule(table, id_column, RULE_NOT_NULL, "not_null", (id_column,)),
+        _Rule(table, id_column, RULE_UNIQUE, "unique", (id_column,)),
+        _Rule(table, label_column, RULE_PRESENT, "exists"),
+        _Rule(table, label_column, RULE_NOT_NULL, "not_null", (label_column,)),
+        _Rule(table, label_column, RULE_CLASSES, "classes", (label_column,)),
+    ]
+    present = [c for c in dict.fromkeys((id_column, label_column)) if c in df.columns]
+    rules = [r for r in rules if set(r.needs) <= set(present)]
+    frame = df[present].copy()  # never touch the caller's frame
+    if label_column in present:
+        label = frame[label_column]
+        frame[_LABEL_CLASS] = (label == positive_label).astype(object).where(label.notna(), None)
+    context = _context()
+    context.data_sources.add_pandas("churnml")
+    runner = _SuiteRunner(context, table, rules, (), id_column if id_column in present else None)
+    runner.run(frame)
+    failures = runner.failures()
+    docs_path = None
+    if docs_dir is not None:
+        docs_path = _write_docs(docs_dir, table, [(runner.suite, runner.merged_result())])
+    log.info("snapshot: %s rows, %d rules, %d broken", f"{len(df):,}", len(rules), len(failures))
+    return ValidationReport(not failures, failures, {table: len(df)}, docs_path)
+
+
+class ScoresInvalid(RuntimeError):
+    """Batch scoring produced output that breaks the scores contract: nothing is published."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        lines = [f"scores break {len(report.failures)} rules of the scores contract:"]
+        lines += [f.message() for f in report.failures]
+        super().__init__("\n".join(lines))
+
+
+SCORES_REQUIRED = (
+    "scoring_date",
+    "customer_id",
+    "churn_probability",
+    "risk_band",
+    "value_tier",
+    "revenue_at_risk",
+    "action",
+    "model_name",
+    "model_version",
+    "run_id",
+)
+RULE_ELIGIBLE = "one row per eligible customer"
+
+
+def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationReport:
+    """Check batch-scoring output before it is published (GX suite on the scores table).
+
+    Required columns present and non-null, probabilities in [0, 1], value tiers A-D, revenue at
+    risk >= 0, customer ids unique, and exactly one row per eligible customer. Raises
+    ScoresInvalid when a rule breaks.
+    """
+    table = "scores"
+    rules = [_Rule(table, c, RULE_PRESENT, "exists") for c in SCORES_REQUIRED]
+    rules += [_Rule(table, c, RULE_NOT_NULL, "not_null", (c,)) for c in SCORES_REQUIRED]
+    rules += [
+        _Rule(table, "customer_id", RULE_UNIQUE, "unique", ("customer_id",)),
+        _Rule(table, "customer_id", RULE_ELIGIBLE, "flag", ("customer_id",)),
+        _Rule(
+            table,
+            "churn_probability",
+            rule_between(0, 1),
+            "between",
+            ("churn_probability",),
+            (0, 1, False),
+        ),
+        _Rule(
+            table,
+            "revenue_at_risk",
+            _range_rule(0, None, False),
+            "between",
+            ("revenue_at_risk",),
+            (0, None, False),
+        ),
+        _Rule(
+            table,
+            "value_tier",
+            rule_one_of(("A", "B", "C", "D")),
+            "in_set",
+            ("value_tier",),
+            ("A", "B", "C", "D"),
+        ),
+    ]
+    rules = [r for r in rules if set(r.needs) <= set(scores.columns)]
+    frame = scores.copy()
+    expected = set(expected_ids.astype(str))
+    eligible_flag = next(r.flag for r in rules if r.rule == RULE_ELIGIBLE)
+    frame[eligible_flag] = frame["customer_id"].astype(str).isin(expected)
+    context = _context()
+    context.data_sources.add_pandas("churnml")
+    runner = _SuiteRunner(context, table, rules, (), "customer_id")
+    runner.run(frame)
+    failures = runner.failures()
+    missing = expected - set(frame["customer_id"].astype(str))
+    if missing:
+        failures.append(
+            RuleFailure(table, "customer_id", RULE_ELIGIBLE, len(missing), sorted(missing)[:5])
+        )
+    report = ValidationReport(not failures, failures, {table: len(scores)}, None)
+    if failures:
+        for failure in failures:
+            log.error("scores contract: %s", failure.message())
+        raise ScoresInvalid(report)
+    return report

@@ -1,0 +1,118 @@
+"""Batch scoring end to end: contract columns, idempotence, atomic writes, lock, exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from churnml.config import compose_config
+from churnml.errors import RunLockedError
+from churnml.io import DatasetError
+from churnml.jobs import run_scoring, scoring_folder
+from churnml.scoring import SCORE_COLUMNS, scoring_lock
+from churnml.tracking import NoChampionError
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _score_config(root: Path, dataset: Path, *overrides: str):
+    return compose_config(
+        "score",
+        [
+            f"paths.root_dir={root}",
+            f"run_dir={root}/logs/score",
+            f"data.path={dataset}",
+            "data.name=tiny",
+            *overrides,
+        ],
+    )
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_scores_follow_the_contract(trained_project: Path, tiny_dataset: Path):
+    result = run_scoring(_score_config(trained_project, tiny_dataset))
+    scores = pd.read_parquet(result.scores_path)
+    assert list(scores.columns[: len(SCORE_COLUMNS)]) == list(SCORE_COLUMNS)
+    assert scores["customer_id"].is_unique and len(scores) == result.rows
+    assert scores["churn_probability"].between(0, 1).all()
+    assert set(scores["value_tier"]) <= {"A", "B", "C", "D"}
+    assert scores["reason_1"].notna().mean() > 0.9
+    assert (scores["revenue_at_risk"] >= 0).all()
+    assert scores["revenue_at_risk"].is_monotonic_decreasing  # ranked by revenue at risk
+    customers = pd.read_parquet(tiny_dataset / "customers.parquet")
+    manifest = json.loads((tiny_dataset / "manifest.json").read_text())
+    as_of = pd.Timestamp(manifest["as_of"])
+    active = customers[customers["terminated_at"].isna() | (customers["terminated_at"] > as_of)]
+    assert set(scores["customer_id"]) <= set(active["customer_id"])
+    contacts = pd.read_csv(result.contact_list_path)
+    assert (contacts["action"] != "no action").all() and (contacts["expected_profit"] > 0).all()
+    monitoring = json.loads(result.monitoring_path.read_text())
+    assert "churn_probability" in monitoring["psi"]
+
+
+def test_scoring_twice_gives_identical_files(trained_project: Path, tiny_dataset: Path):
+    cfg = _score_config(trained_project, tiny_dataset, "scoring.date=2024-12-01")
+    first = run_scoring(cfg)
+    digest = _digest(first.scores_path)
+    second = run_scoring(cfg)
+    assert _digest(second.scores_path) == digest
+
+
+def test_crash_while_writing_leaves_the_earlier_file(trained_project, tiny_dataset, monkeypatch):
+    cfg = _score_config(trained_project, tiny_dataset, "scoring.date=2024-11-01")
+    first = run_scoring(cfg)
+    digest = _digest(first.scores_path)
+
+    def crash(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"half a parquet file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
+    with pytest.raises(OSError, match="disk full"):
+        run_scoring(cfg)
+    assert _digest(first.scores_path) == digest
+    assert not [p for p in first.scores_path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_second_run_for_the_same_date_is_locked_out(trained_project, tiny_dataset):
+    cfg = _score_config(trained_project, tiny_dataset, "scoring.date=2024-10-01")
+    folder = scoring_folder(cfg, pd.Timestamp("2024-10-01"))
+    with scoring_lock(folder), pytest.raises(RunLockedError):
+        run_scoring(cfg)
+
+
+def test_date_after_the_data_is_bad_input(trained_project, tiny_dataset):
+    with pytest.raises(DatasetError, match="after the data's as_of"):
+        run_scoring(_score_config(trained_project, tiny_dataset, "scoring.date=2030-01-01"))
+
+
+def test_no_champion_exits_with_its_own_code(tiny_dataset: Path, tmp_path: Path):
+    with pytest.raises(NoChampionError):
+        run_scoring(_score_config(tmp_path, tiny_dataset))
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "pipelines" / "score.py"),
+            f"paths.root_dir={tmp_path}",
+            f"data.path={tiny_dataset}",
+            "validation.enabled=false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    assert completed.returncode == 3, completed.stderr[-2000:]
+    assert "no version with alias 'champion'" in completed.stderr

@@ -1,0 +1,320 @@
+"""Tests of raw-data validation against the data contract (churnml.validation)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tiny_dataset import BROKEN_RULES, TINY_TABLES, BrokenRule, write_tiny_dataset
+
+from churnml.io import TABLES
+from churnml.validation import (
+    RULE_TABLE,
+    ContractViolation,
+    RuleFailure,
+    build_suite,
+    check_dataset,
+    contract_rules,
+    validate_dataset,
+    validate_snapshot,
+)
+
+TINY_ROWS = {table: len(make()) for table, make in TINY_TABLES.items()}
+
+# One broken rule of each kind, run by `make test-fast`; the full list is marked slow.
+FAST_IDS = {
+    "customers.customer_id.unique",
+    "customers.payment_type.required_column_present",
+    "customers.birth_year.type_int",
+    "customers.termination_reason.null_iff_terminated_at_is_null.active",
+    "customers.terminated_at.ge_activated_at",
+    "calls.customer_id.present_in_customers",
+    "calls.started_at.not_after_as_of",
+    "calls.duration_s.0_for_sms_and_data",
+    "complaints.severity.between_1_and_3",
+    "payments.amount.gt_0",
+}
+
+
+def _key(failure: RuleFailure) -> tuple:
+    return (failure.table, failure.column, failure.rule, failure.n_rows)
+
+
+def _broken_dataset(tmp_path: Path, broken: BrokenRule, fmt: str = "parquet") -> Path:
+    path = write_tiny_dataset(tmp_path / "tiny", fmt)
+    broken.mutate(path)
+    return path
+
+
+def _tables_to_check(broken: BrokenRule) -> list[str] | None:
+    # A damaged customers table could spill into every event table (customer_id present in
+    # customers), so it is checked with all tables; other tables affect no table but their own.
+    return None if broken.table == "customers" else [broken.table]
+
+
+def _params(fmt: str) -> list:
+    return [
+        pytest.param(b, id=f"{fmt}-{b.id}", marks=() if b.id in FAST_IDS else pytest.mark.slow)
+        for b in BROKEN_RULES
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_tiny_dataset_meets_the_contract(tmp_path: Path, fmt: str) -> None:
+    report = check_dataset(write_tiny_dataset(tmp_path / "tiny", fmt))
+    assert report.success
+    assert report.failures == []
+    assert report.tables == TINY_ROWS
+    assert report.docs_path is None
+    assert "meets the data contract" in report.summary()
+
+
+def test_broken_rules_have_unique_ids_and_cover_every_rule() -> None:
+    assert len({b.id for b in BROKEN_RULES}) == len(BROKEN_RULES)
+    broken = {(b.table, b.column, b.rule) for b in BROKEN_RULES}
+    rules = {(r.table, r.column, r.rule) for t in TABLES for r in contract_rules(t)}
+    assert broken == rules
+
+
+def test_build_suite_has_one_expectation_per_rule_naming_it() -> None:
+    for table in TABLES:
+        suite = build_suite(table)
+        named = [
+            (e.meta["contract_table"], e.meta["contract_column"], e.meta["contract_rule"])
+            for e in suite.expectations
+        ]
+        assert named == [(r.table, r.column, r.rule) for r in contract_rules(table)]
+        assert all(e.notes and table in e.notes for e in suite.expectations)
+
+
+def test_build_suite_leaves_out_rules_of_absent_optional_columns() -> None:
+    columns = [c for c in ("customer_id", "activated_at", "initial_plan_id")]
+    suite = build_suite("customers", columns)
+    covered = {e.meta["contract_column"] for e in suite.expectations}
+    assert "birth_year" not in covered  # optional and absent: nothing to check
+    # required and absent: still expected to exist
+    assert any(
+        e.meta["contract_column"] == "payment_type"
+        and e.meta["contract_rule"] == "required column present"
+        for e in suite.expectations
+    )
+
+
+@pytest.mark.parametrize("broken", _params("parquet"))
+def test_each_broken_rule_stops_the_run(tmp_path: Path, broken: BrokenRule) -> None:
+    path = _broken_dataset(tmp_path, broken)
+    with pytest.raises(ContractViolation) as caught:
+        check_dataset(path, tables=_tables_to_check(broken))
+    message = str(caught.value)
+    assert f"{broken.table}.{broken.column}" in message
+    assert f"{broken.n_rows} rows" in message
+    # exactly the one broken rule, with its row count
+    failures = [_key(f) for f in caught.value.report.failures]
+    assert failures == [(broken.table, broken.column, broken.rule, broken.n_rows)]
+
+
+@pytest.mark.parametrize("broken", _params("csv"))
+def test_each_broken_rule_is_found_in_csv(tmp_path: Path, broken: BrokenRule) -> None:
+    path = _broken_dataset(tmp_path, broken, "csv")
+    report = validate_dataset(path, tables=_tables_to_check(broken))
+    assert [_key(f) for f in report.failures] == [
+        (broken.table, broken.column, broken.rule, broken.n_rows)
+    ]
+
+
+def test_failure_message_names_examples(tmp_path: Path) -> None:
+    broken = next(b for b in BROKEN_RULES if b.id == "calls.customer_id.present_in_customers")
+    report = validate_dataset(_broken_dataset(tmp_path, broken))
+    (failure,) = report.failures
+    assert failure.example_ids == ["C99"]
+    assert failure.message() == (
+        "calls.customer_id: present in customers — 1 rows break it (e.g. C99)"
+    )
+    assert "calls.customer_id: present in customers" in report.summary()
+
+
+def _several_broken(tmp_path: Path, fmt: str = "parquet") -> Path:
+    path = write_tiny_dataset(tmp_path / "tiny", fmt)
+    for ident in (
+        "customers.birth_year.between_1900_and_2015",
+        "calls.customer_id.present_in_customers",
+        "calls.duration_s.0_for_sms_and_data",
+        "complaints.complaint_id.unique",
+        "bills.due_at.ge_issued_at",
+        "payments.paid_at.not_after_as_of",
+    ):
+        next(b for b in BROKEN_RULES if b.id == ident).mutate(path)
+    return path
+
+
+def test_chunked_run_finds_the_same_failures(tmp_path: Path) -> None:
+    path = _several_broken(tmp_path)
+    whole = validate_dataset(path)
+    chunked = validate_dataset(path, chunk_rows=3)
+    assert not whole.success
+    assert len(whole.failures) == 6
+    assert [_key(f) for f in chunked.failures] == [_key(f) for f in whole.failures]
+    assert [sorted(f.example_ids) for f in chunked.failures] == [
+        sorted(f.example_ids) for f in whole.failures
+    ]
+    assert chunked.tables == whole.tables == TINY_ROWS
+    unique = next(f for f in whole.failures if f.rule == "unique")
+    assert unique.example_ids == ["K1"]
+
+
+def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _several_broken(tmp_path)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    docs = tmp_path / "docs"
+    report = validate_dataset(path, docs_dir=docs, chunk_rows=4)
+    assert report.docs_path == docs.resolve() / "index.html"
+    assert report.docs_path.is_file()
+    pages = {p.stem: p for p in docs.glob("validations/**/*.html")}
+    assert set(pages) == set(TABLES)
+    calls_page = pages["calls"].read_text()
+    assert "_ok__customer_id__present_in_customers" in calls_page
+    assert "C99" in calls_page  # the failing row is shown
+    assert list(workdir.iterdir()) == []  # no gx/ folder or anything else in the cwd
+
+
+def test_missing_optional_tables_are_skipped(tmp_path: Path) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny")
+    (path / "calls.parquet").unlink()
+    (path / "bills.parquet").unlink()
+    report = check_dataset(path)
+    assert report.success
+    assert set(report.tables) == {"customers", "transfers", "complaints", "payments"}
+
+
+def test_missing_customers_table_fails_clearly(tmp_path: Path) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny")
+    (path / "customers.parquet").unlink()
+    report = validate_dataset(path)
+    assert not report.success
+    assert [(f.table, f.rule) for f in report.failures] == [("customers", RULE_TABLE)]
+    with pytest.raises(ContractViolation, match=r"customers: required table present"):
+        check_dataset(path)
+
+
+def test_missing_dataset_folder_fails(tmp_path: Path) -> None:
+    with pytest.raises(ContractViolation, match="customers"):
+        check_dataset(tmp_path / "nowhere")
+
+
+def test_optional_columns_may_be_absent_and_extra_columns_are_allowed(tmp_path: Path) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny")
+    customers = pd.read_parquet(path / "customers.parquet")
+    customers = customers.drop(columns=["region", "birth_year", "terminated_at"])
+    customers["loyalty_points"] = range(len(customers))
+    customers.to_parquet(path / "customers.parquet", index=False)
+    calls = pd.read_parquet(path / "calls.parquet").drop(columns=["volume_mb", "peer_network"])
+    calls.to_parquet(path / "calls.parquet", index=False)
+    # terminated_at is gone, so the termination reasons of C2 and C4 now break the iff rule
+    report = validate_dataset(path)
+    assert [(f.table, f.column, f.rule, f.n_rows) for f in report.failures] == [
+        ("customers", "termination_reason", "null iff terminated_at is null", 2)
+    ]
+
+
+def test_numeric_looking_ids_in_csv_are_accepted(tmp_path: Path) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny", "csv")
+    for table in ("customers", "calls", "transfers", "complaints", "bills", "payments"):
+        text = (path / f"{table}.csv").read_text()
+        text = text.replace(",C", ",10").replace("\nC", "\n10")  # C1 -> 101
+        text = text.replace("K", "20").replace("B", "30").replace("Y", "40")
+        (path / f"{table}.csv").write_text(text)
+    assert "\n101," in (path / "customers.csv").read_text()
+    assert check_dataset(path).success
+
+
+def test_without_manifest_as_of_is_the_latest_event(tmp_path: Path) -> None:
+    broken = next(b for b in BROKEN_RULES if b.id == "calls.started_at.not_after_as_of")
+    path = _broken_dataset(tmp_path, broken)
+    (path / "manifest.json").unlink()
+    assert validate_dataset(path).success
+    # an explicit as_of still applies
+    report = validate_dataset(path, as_of=pd.Timestamp("2024-06-30"))
+    assert [f.column for f in report.failures] == ["started_at"]
+
+
+def test_manifest_as_of_with_time_zone(tmp_path: Path) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny")
+    (path / "manifest.json").write_text(json.dumps({"as_of": "2024-06-30T02:00:00+02:00"}))
+    assert validate_dataset(path).success
+
+
+def test_empty_event_table_is_fine(tmp_path: Path) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny")
+    calls = pd.read_parquet(path / "calls.parquet")
+    calls.iloc[:0].to_parquet(path / "calls.parquet", index=False)
+    report = check_dataset(path)
+    assert report.tables["calls"] == 0
+
+
+def test_copy_of_valid_dataset_with_docs_in_csv(tmp_path: Path) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny", "csv")
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    report = check_dataset(copy, docs_dir=tmp_path / "docs")
+    assert report.success and report.docs_path is not None and report.docs_path.exists()
+
+
+# --- snapshot datasets -------------------------------------------------------------------------
+
+
+def _snapshot() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "churn": ["Yes", "No", "No", "Yes"],
+            "tenure": [1, 2, 3, 4],
+        }
+    )
+
+
+def _snapshot_failures(df: pd.DataFrame) -> list[tuple]:
+    report = validate_snapshot(df, "id", "churn", "Yes")
+    return [_key(f) for f in report.failures]
+
+
+def test_valid_snapshot_passes() -> None:
+    df = _snapshot()
+    before = df.copy()
+    report = validate_snapshot(df, "id", "churn", "Yes")
+    assert report.success and report.tables == {"snapshot": 4}
+    pd.testing.assert_frame_equal(df, before)  # the caller's frame is untouched
+
+
+def test_snapshot_duplicate_and_null_ids() -> None:
+    df = _snapshot()
+    df.loc[1, "id"] = "a"
+    df.loc[2, "id"] = None
+    report = validate_snapshot(df, "id", "churn", "Yes")
+    assert [_key(f) for f in report.failures] == [
+        ("snapshot", "id", "not null", 1),
+        ("snapshot", "id", "unique", 2),
+    ]
+    assert report.failures[1].example_ids == ["a"]
+
+
+def test_snapshot_label_rules() -> None:
+    df = _snapshot()
+    df.loc[0, "churn"] = None
+    assert _snapshot_failures(df) == [("snapshot", "churn", "not null", 1)]
+    one_class = _snapshot().assign(churn="No")
+    assert _snapshot_failures(one_class) == [("snapshot", "churn", "both label classes present", 4)]
+    assert _snapshot_failures(_snapshot().drop(columns=["churn"])) == [
+        ("snapshot", "churn", "required column present", 4)
+    ]
+
+
+def test_snapshot_with_integer_labels_and_docs(tmp_path: Path) -> None:
+    df = _snapshot().assign(churn=[1, 0, 0, 1])
+    report = validate_snapshot(df, "id", "churn", 1, docs_dir=tmp_path / "docs")
+    assert report.success
+    assert report.docs_path is not None and report.docs_path.is_file()
