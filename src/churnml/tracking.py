@@ -186,7 +186,7 @@ def alias_version(tracking: TrackingConfig, alias: str) -> str | None:
     """The model version that holds `alias`, or None when no version holds it."""
     client = MlflowClient()
     try:
-        return client.get_model_version_by_alias(tracking.registered_model_name, alias).version
+        return str(client.get_model_version_by_alias(tracking.registered_model_name, alias).version)
     except MlflowException:
         return None
 

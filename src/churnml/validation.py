@@ -13,14 +13,17 @@ expects those helper columns to be True. Every rule reports through the same `Ru
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import logging
 import re
+import threading
 import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty, Queue
 
 import duckdb
 import great_expectations as gx
@@ -218,13 +221,14 @@ def _range_rule(low: float | None, high: float | None, strict_min: bool) -> str:
 
 
 @dataclass(frozen=True)
-class _Rule:
-    """One contract rule of one table, and how it is checked."""
+class ContractRule:
+    """One contract rule of one table, and how it is checked (`flag`: by a helper column
+    computed in SQL; the other kinds: by a GX expectation on the values)."""
 
     table: str
     column: str
     rule: str
-    kind: str  # exists | type | not_null | flag | in_set | between | order
+    kind: str  # exists | not_null | flag | in_set | between | order | unique | classes
     needs: tuple[str, ...] = ()  # columns that must be present for the rule to apply
     params: tuple = ()
 
@@ -235,11 +239,11 @@ class _Rule:
         return f"_ok__{self.column}__{slug}"
 
 
-def _conditional_rules(table: str) -> list[_Rule]:
-    rules: list[_Rule] = []
+def _conditional_rules(table: str) -> list[ContractRule]:
+    rules: list[ContractRule] = []
     if table == "customers":
         rules.append(
-            _Rule(
+            ContractRule(
                 table,
                 "termination_reason",
                 "null iff terminated_at is null",
@@ -249,49 +253,51 @@ def _conditional_rules(table: str) -> list[_Rule]:
         )
     if table == "calls":
         rules.append(
-            _Rule(table, "duration_s", "0 for sms and data", "flag", ("duration_s", "kind"))
+            ContractRule(table, "duration_s", "0 for sms and data", "flag", ("duration_s", "kind"))
         )
         rules.append(
-            _Rule(table, "volume_mb", "null unless kind is data", "flag", ("volume_mb", "kind"))
+            ContractRule(
+                table, "volume_mb", "null unless kind is data", "flag", ("volume_mb", "kind")
+            )
         )
         rules.append(
-            _Rule(table, "peer_network", "null for data", "flag", ("peer_network", "kind"))
+            ContractRule(table, "peer_network", "null for data", "flag", ("peer_network", "kind"))
         )
     if table == "bills":
         rules.append(
-            _Rule(table, "period_start", "first day of a month", "flag", ("period_start",))
+            ContractRule(table, "period_start", "first day of a month", "flag", ("period_start",))
         )
     return rules
 
 
-def contract_rules(table: str) -> list[_Rule]:
+def contract_rules(table: str) -> list[ContractRule]:
     """Every contract rule of a table, in contract order (column by column)."""
-    rules: list[_Rule] = []
+    rules: list[ContractRule] = []
     conditional = _conditional_rules(table)
     for col in CONTRACT[table]:
         name = col.name
         if col.required:
-            rules.append(_Rule(table, name, RULE_PRESENT, "exists"))
-        rules.append(_Rule(table, name, rule_type(col.kind), "flag", (name,)))
+            rules.append(ContractRule(table, name, RULE_PRESENT, "exists"))
+        rules.append(ContractRule(table, name, rule_type(col.kind), "flag", (name,)))
         if col.required:
-            rules.append(_Rule(table, name, RULE_NOT_NULL, "not_null", (name,)))
+            rules.append(ContractRule(table, name, RULE_NOT_NULL, "not_null", (name,)))
         if UNIQUE_COLUMNS.get(table) == name:
-            rules.append(_Rule(table, name, RULE_UNIQUE, "flag", (name,)))
+            rules.append(ContractRule(table, name, RULE_UNIQUE, "flag", (name,)))
         if name == "customer_id" and table != "customers":
-            rules.append(_Rule(table, name, RULE_KNOWN, "flag", (name,)))
+            rules.append(ContractRule(table, name, RULE_KNOWN, "flag", (name,)))
         if (table, name) in ALLOWED_VALUES:
             values = ALLOWED_VALUES[(table, name)]
-            rules.append(_Rule(table, name, rule_one_of(values), "in_set", (name,), values))
+            rules.append(ContractRule(table, name, rule_one_of(values), "in_set", (name,), values))
         if (table, name) in RANGES:
             low, high, strict = RANGES[(table, name)]
             rule = _range_rule(low, high, strict)
-            rules.append(_Rule(table, name, rule, "between", (name,), (low, high, strict)))
+            rules.append(ContractRule(table, name, rule, "between", (name,), (low, high, strict)))
         for t, later, earlier in ORDERS:
             if t == table and later == name:
                 rule = f">= {earlier}"
-                rules.append(_Rule(table, name, rule, "order", (later, earlier), (earlier,)))
+                rules.append(ContractRule(table, name, rule, "order", (later, earlier), (earlier,)))
         if name in EVENT_TIME_COLUMNS.get(table, ()):
-            rules.append(_Rule(table, name, RULE_AS_OF, "flag", (name,)))
+            rules.append(ContractRule(table, name, RULE_AS_OF, "flag", (name,)))
         rules.extend(r for r in conditional if r.column == name)
     return rules
 
@@ -393,7 +399,7 @@ def _raw_null_column(column: str) -> str:
 # Suites
 
 
-def _meta(rule: _Rule) -> dict:
+def _meta(rule: ContractRule) -> dict:
     return {
         "contract_table": rule.table,
         "contract_column": rule.column,
@@ -401,7 +407,7 @@ def _meta(rule: _Rule) -> dict:
     }
 
 
-def _expectation(rule: _Rule, cast_columns: Collection[str]):
+def _expectation(rule: ContractRule, cast_columns: Collection[str]):
     meta = _meta(rule)
     notes = f"data contract: {rule.table}.{rule.column}: {rule.rule}"
     e = gx.expectations
@@ -450,7 +456,7 @@ def _expectation(rule: _Rule, cast_columns: Collection[str]):
 
 def _applicable_rules(
     table: str, columns: Collection[str] | None, skip_rules: Collection[str] = ()
-) -> list[_Rule]:
+) -> list[ContractRule]:
     present = None if columns is None else set(columns)
     rules = []
     for rule in contract_rules(table):
@@ -481,7 +487,9 @@ def build_suite(
     return _suite(table, _applicable_rules(table, columns, skip_rules), cast_columns)
 
 
-def _suite(table: str, rules: list[_Rule], cast_columns: Collection[str]) -> gx.ExpectationSuite:
+def _suite(
+    table: str, rules: list[ContractRule], cast_columns: Collection[str]
+) -> gx.ExpectationSuite:
     return gx.ExpectationSuite(
         name=f"contract.{table}",
         expectations=[_expectation(r, cast_columns) for r in rules],
@@ -546,7 +554,7 @@ class ContractViolation(ValueError):
 class _Merged:
     """Results of one expectation merged over chunks."""
 
-    rule: _Rule
+    rule: ContractRule
     success: bool = True
     element_count: int = 0
     unexpected_count: int = 0
@@ -571,7 +579,7 @@ class _SuiteRunner:
         self,
         context,
         table: str,
-        rules: list[_Rule],
+        rules: list[ContractRule],
         cast_columns: Collection[str],
         id_column: str | None,
     ) -> None:
@@ -711,7 +719,7 @@ class _TablePlan:
     path: Path
     present: list[str]  # contract columns present in the file
     reads: dict[str, _Read]
-    rules: list[_Rule]
+    rules: list[ContractRule]
     id_column: str | None
     sql: str
 
@@ -725,7 +733,7 @@ def _describe(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
     return {row[0]: row[1] for row in rows}
 
 
-def _flag_sql(rule: _Rule, plan_reads: dict[str, _Read], as_of: pd.Timestamp | None) -> str:
+def _flag_sql(rule: ContractRule, plan_reads: dict[str, _Read], as_of: pd.Timestamp | None) -> str:
     """Boolean SQL, TRUE when a row keeps `rule` (over the typed subquery `t`)."""
     col = f"t.{_quote(rule.column)}"
 
@@ -848,6 +856,44 @@ def _chunks(con: duckdb.DuckDBPyConnection, sql: str, chunk_rows: int) -> Iterat
         yield batch.to_pandas()
     if empty:
         yield pa.Table.from_batches([], schema=reader.schema).to_pandas()
+
+
+def _prefetched(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Yield the chunks while the next one is read in a background thread.
+
+    DuckDB and Arrow release the GIL, so reading chunk n+1 overlaps GX's work on chunk n.
+    At most one chunk waits in the queue.
+    """
+    queue: Queue = Queue(maxsize=1)
+    done = object()
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                queue.put(chunk)
+            queue.put(done)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            queue.put(error)
+
+    thread = threading.Thread(target=produce, name="validation-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
+        thread.join()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -978,7 +1024,7 @@ def validate_dataset(
             plan = _plan_table(con, table, path, as_of=as_of, known_sql=known_sql)
             runner = _SuiteRunner(context, table, plan.rules, plan.cast_columns, plan.id_column)
             t0 = time.perf_counter()
-            for i, chunk in enumerate(_chunks(con, plan.sql, chunk_rows)):
+            for i, chunk in enumerate(_prefetched(_chunks(con, plan.sql, chunk_rows))):
                 runner.run(chunk)
                 log.info("validated %s chunk %d: %s rows so far", table, i + 1, f"{runner.rows:,}")
             rows[table] = runner.rows
@@ -1025,12 +1071,12 @@ def validate_snapshot(
     and never null, and both label classes (positive and anything else) present."""
     table = "snapshot"
     rules = [
-        _Rule(table, id_column, RULE_PRESENT, "exists"),
-        _Rule(table, id_column, RULE_NOT_NULL, "not_null", (id_column,)),
-        _Rule(table, id_column, RULE_UNIQUE, "unique", (id_column,)),
-        _Rule(table, label_column, RULE_PRESENT, "exists"),
-        _Rule(table, label_column, RULE_NOT_NULL, "not_null", (label_column,)),
-        _Rule(table, label_column, RULE_CLASSES, "classes", (label_column,)),
+        ContractRule(table, id_column, RULE_PRESENT, "exists"),
+        ContractRule(table, id_column, RULE_NOT_NULL, "not_null", (id_column,)),
+        ContractRule(table, id_column, RULE_UNIQUE, "unique", (id_column,)),
+        ContractRule(table, label_column, RULE_PRESENT, "exists"),
+        ContractRule(table, label_column, RULE_NOT_NULL, "not_null", (label_column,)),
+        ContractRule(table, label_column, RULE_CLASSES, "classes", (label_column,)),
     ]
     present = [c for c in dict.fromkeys((id_column, label_column)) if c in df.columns]
     rules = [r for r in rules if set(r.needs) <= set(present)]
@@ -1083,12 +1129,12 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
     ScoresInvalid when a rule breaks.
     """
     table = "scores"
-    rules = [_Rule(table, c, RULE_PRESENT, "exists") for c in SCORES_REQUIRED]
-    rules += [_Rule(table, c, RULE_NOT_NULL, "not_null", (c,)) for c in SCORES_REQUIRED]
+    rules = [ContractRule(table, c, RULE_PRESENT, "exists") for c in SCORES_REQUIRED]
+    rules += [ContractRule(table, c, RULE_NOT_NULL, "not_null", (c,)) for c in SCORES_REQUIRED]
     rules += [
-        _Rule(table, "customer_id", RULE_UNIQUE, "unique", ("customer_id",)),
-        _Rule(table, "customer_id", RULE_ELIGIBLE, "flag", ("customer_id",)),
-        _Rule(
+        ContractRule(table, "customer_id", RULE_UNIQUE, "unique", ("customer_id",)),
+        ContractRule(table, "customer_id", RULE_ELIGIBLE, "flag", ("customer_id",)),
+        ContractRule(
             table,
             "churn_probability",
             rule_between(0, 1),
@@ -1096,7 +1142,7 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
             ("churn_probability",),
             (0, 1, False),
         ),
-        _Rule(
+        ContractRule(
             table,
             "revenue_at_risk",
             _range_rule(0, None, False),
@@ -1104,7 +1150,7 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
             ("revenue_at_risk",),
             (0, None, False),
         ),
-        _Rule(
+        ContractRule(
             table,
             "value_tier",
             rule_one_of(("A", "B", "C", "D")),

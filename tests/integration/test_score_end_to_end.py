@@ -53,7 +53,8 @@ def test_scores_follow_the_contract(trained_project: Path, tiny_dataset: Path):
     customers = pd.read_parquet(tiny_dataset / "customers.parquet")
     manifest = json.loads((tiny_dataset / "manifest.json").read_text())
     as_of = pd.Timestamp(manifest["as_of"])
-    active = customers[customers["terminated_at"].isna() | (customers["terminated_at"] > as_of)]
+    terminated = pd.to_datetime(customers["terminated_at"])
+    active = customers[terminated.isna() | (terminated > as_of)]
     assert set(scores["customer_id"]) <= set(active["customer_id"])
     contacts = pd.read_csv(result.contact_list_path)
     assert (contacts["action"] != "no action").all() and (contacts["expected_profit"] > 0).all()

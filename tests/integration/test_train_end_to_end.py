@@ -47,9 +47,9 @@ def test_second_run_is_challenger_and_promoted_only_when_better(
     client = MlflowClient()
     challenger = client.get_model_version_by_alias("churnml", "challenger")
     champion = client.get_model_version_by_alias("churnml", "champion")
-    assert challenger.version == second.model_version
+    assert str(challenger.version) == second.model_version
     better = second.metrics["test_roc_auc"] > first.metrics["test_roc_auc"]
-    assert champion.version == (second.model_version if better else first.model_version)
+    assert str(champion.version) == (second.model_version if better else first.model_version)
     assert second.promoted == better
 
 
@@ -83,4 +83,5 @@ def test_bad_dataset_folder_leaves_earlier_model_untouched(
     with pytest.raises(Exception, match="customers"):
         run_training(make_train_config(broken))
     client = MlflowClient()
-    assert client.get_model_version_by_alias("churnml", "champion").version == good.model_version
+    champion = client.get_model_version_by_alias("churnml", "champion")
+    assert str(champion.version) == good.model_version

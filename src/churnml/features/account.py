@@ -168,11 +168,11 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         )
         ctes.append(f"pc AS {pc}")
         ctes.append(
-            "pl AS (SELECT k.customer_id, k.cutoff,"
+            "pl AS (SELECT k.kid,"
             " max_by(pc.to_plan_id, pc.occurred_at) AS last_plan,"
             " max_by(pc.monthly_fee, pc.occurred_at) AS last_fee"
             " FROM pc JOIN keys k ON pc.customer_id = k.customer_id AND pc.occurred_at < k.cutoff"
-            " GROUP BY k.customer_id, k.cutoff)"
+            " GROUP BY k.kid)"
         )
         # The fee of a plan as known before the cutoff: the latest change to it, by anyone.
         ctes.append(
@@ -181,7 +181,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             " FROM pc JOIN (SELECT DISTINCT cutoff FROM keys) cu ON pc.occurred_at < cu.cutoff"
             " GROUP BY cu.cutoff, pc.to_plan_id)"
         )
-        joins.append("LEFT JOIN pl ON pl.customer_id = k.customer_id AND pl.cutoff = k.cutoff")
+        joins.append("LEFT JOIN pl ON pl.kid = k.kid")
         joins.append(
             "LEFT JOIN plan_fee pf ON pf.cutoff = k.cutoff AND pf.plan_id = c.initial_plan_id"
         )
@@ -198,11 +198,11 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
                 ctx.time_range("issued_at", 90),
             )
             ctes.append(
-                "rb AS (SELECT k.customer_id, k.cutoff, sum(b.amount_due) AS r"
+                "rb AS (SELECT k.kid, sum(b.amount_due) AS r"
                 f" FROM {scan} b JOIN keys k ON {ctx.window_join('b', 'issued_at', 90)}"
-                " GROUP BY k.customer_id, k.cutoff)"
+                " GROUP BY k.kid)"
             )
-            joins.append("LEFT JOIN rb ON rb.customer_id = k.customer_id AND rb.cutoff = k.cutoff")
+            joins.append("LEFT JOIN rb ON rb.kid = k.kid")
             rev_parts.append("coalesce(rb.r, 0)")
         if ctx.has_table("payments") and all(
             ctx.has(f"payments.{c}") for c in ("customer_id", "paid_at", "amount", "bill_id")
@@ -213,11 +213,11 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
                 ctx.time_range("paid_at", 90) + " AND bill_id IS NULL",
             )
             ctes.append(
-                "rp AS (SELECT k.customer_id, k.cutoff, sum(p.amount) AS r"
+                "rp AS (SELECT k.kid, sum(p.amount) AS r"
                 f" FROM {scan} p JOIN keys k ON {ctx.window_join('p', 'paid_at', 90)}"
-                " GROUP BY k.customer_id, k.cutoff)"
+                " GROUP BY k.kid)"
             )
-            joins.append("LEFT JOIN rp ON rp.customer_id = k.customer_id AND rp.cutoff = k.cutoff")
+            joins.append("LEFT JOIN rp ON rp.kid = k.kid")
             rev_parts.append("coalesce(rp.r, 0)")
     if rev_parts:
         expr["revenue_v"] = " + ".join(rev_parts)
@@ -233,8 +233,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         select.append(f"{sql} AS {f.spec.name}")
     return (
         "WITH " + ",\n".join(ctes) + "\n"
-        f"SELECT k.customer_id, k.cutoff{''.join(', ' + s for s in select)} FROM keys k "
-        + " ".join(joins)
+        f"SELECT k.kid{''.join(', ' + s for s in select)} FROM keys k " + " ".join(joins)
     )
 
 

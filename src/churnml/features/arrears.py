@@ -130,14 +130,14 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             f"bill_id IS NOT NULL AND paid_at < {hi}",
         )
         ctes.append(
-            f"kp AS (SELECT k.customer_id, k.cutoff, p.paid_at, p.amount,"
+            f"kp AS (SELECT k.kid, k.cutoff, p.paid_at, p.amount,"
             f" {d.seconds_between('p.paid_at', 'k.cutoff')} AS age_s"
             f" FROM {bp} p JOIN keys k ON {ctx.window_join('p', 'paid_at', None)})"
         )
         ctes.append(
-            "paid AS (SELECT customer_id, cutoff, sum(amount) AS paid_total,"
+            "paid AS (SELECT kid, sum(amount) AS paid_total,"
             f" sum(CASE WHEN age_s <= {180 * 86400} THEN amount ELSE 0 END) AS paid_180"
-            " FROM kp GROUP BY customer_id, cutoff)"
+            " FROM kp GROUP BY kid)"
         )
         joins.append("paid")
     if bills:
@@ -147,21 +147,21 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             f"issued_at < {hi}",
         )
         ctes.append(
-            "kb AS (SELECT k.customer_id, k.cutoff, b.due_at, b.issued_at, b.amount_due,"
-            " sum(b.amount_due) OVER (PARTITION BY k.customer_id, k.cutoff"
+            "kb AS (SELECT k.kid, k.cutoff, b.due_at, b.issued_at, b.amount_due,"
+            " sum(b.amount_due) OVER (PARTITION BY k.kid"
             " ORDER BY b.due_at, b.issued_at, b.bill_id ROWS UNBOUNDED PRECEDING) AS cum_due"
             f" FROM {bl} b JOIN keys k ON {ctx.window_join('b', 'issued_at', None)})"
         )
         # A bill is on time when the payments made up to the end of its due date cover it
         # and every older bill. Due events sort before payments at the same instant.
         ctes.append(
-            "pev AS (SELECT customer_id, cutoff, due_at + INTERVAL '1' DAY AS t, 1 AS is_due,"
+            "pev AS (SELECT kid, cutoff, due_at + INTERVAL '1' DAY AS t, 1 AS is_due,"
             " cum_due, 0.0 AS amt, due_at FROM kb WHERE due_at < cutoff"
-            " UNION ALL SELECT customer_id, cutoff, paid_at, 0, NULL, amount, NULL FROM kp)"
+            " UNION ALL SELECT kid, cutoff, paid_at, 0, NULL, amount, NULL FROM kp)"
         )
         ctes.append(
-            "run AS (SELECT customer_id, cutoff, due_at, cum_due, is_due,"
-            " sum(amt) OVER (PARTITION BY customer_id, cutoff ORDER BY t, is_due DESC"
+            "run AS (SELECT kid, cutoff, due_at, cum_due, is_due,"
+            " sum(amt) OVER (PARTITION BY kid ORDER BY t, is_due DESC"
             " ROWS UNBOUNDED PRECEDING) AS paid_by FROM pev)"
         )
         late = ", ".join(
@@ -169,20 +169,17 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             f" THEN 1 END) AS late_{w}"
             for w in LATE_WINDOWS
         )
+        ctes.append(f"late AS (SELECT kid, {late} FROM run WHERE is_due = 1 GROUP BY kid)")
         ctes.append(
-            f"late AS (SELECT customer_id, cutoff, {late} FROM run WHERE is_due = 1"
-            " GROUP BY customer_id, cutoff)"
-        )
-        ctes.append(
-            "bagg AS (SELECT kb.customer_id, kb.cutoff,"
+            "bagg AS (SELECT kb.kid,"
             " max(CASE WHEN kb.due_at < kb.cutoff THEN kb.cum_due END) AS due_cum,"
             " max(CASE WHEN kb.due_at < kb.cutoff AND kb.cum_due >"
             f" coalesce(paid.paid_total, 0) + {EPS}"
             f" THEN {d.seconds_between('kb.due_at', 'kb.cutoff')} END) AS dpd_s,"
             f" sum(CASE WHEN kb.issued_at >= {d.minus_days('kb.cutoff', 180)}"
             " THEN kb.amount_due ELSE 0 END) AS due_180"
-            " FROM kb LEFT JOIN paid ON paid.customer_id = kb.customer_id"
-            " AND paid.cutoff = kb.cutoff GROUP BY kb.customer_id, kb.cutoff)"
+            " FROM kb LEFT JOIN paid ON paid.kid = kb.kid"
+            " GROUP BY kb.kid)"
         )
         joins += ["late", "bagg"]
     if any(x.startswith("tu_") for x in used):
@@ -205,13 +202,11 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         )
         parts.append(f"min({age}) AS tu_last_s")
         ctes.append(
-            f"topup AS (SELECT k.customer_id, k.cutoff, {', '.join(parts)}"
+            f"topup AS (SELECT k.kid, {', '.join(parts)}"
             f" FROM {tp} p JOIN keys k ON {ctx.window_join('p', 'paid_at', hist)}"
-            " GROUP BY k.customer_id, k.cutoff)"
+            " GROUP BY k.kid)"
         )
         joins.append("topup")
     select = ", ".join(f"{f.expr} AS {f.spec.name}" for f in defs)
-    join_sql = " ".join(f"LEFT JOIN {j} USING (customer_id, cutoff)" for j in joins)
-    return (
-        "WITH " + ",\n".join(ctes) + f"\nSELECT customer_id, cutoff, {select} FROM keys {join_sql}"
-    )
+    join_sql = " ".join(f"LEFT JOIN {j} USING (kid)" for j in joins)
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT kid, {select} FROM keys {join_sql}"

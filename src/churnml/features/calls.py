@@ -3,6 +3,8 @@ quality and a social signal, from the CDR (`calls`)."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from churnml.features.params import FeatureParams
 from churnml.features.registry import (
     FamilyBuilder,
@@ -116,7 +118,12 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
     m["onnet_left_90"] = Measure("", social)
     m["top_comp_min_30"] = Measure("", comp_req)
     m["top_comp_min_p60"] = Measure("", comp_req)
-    m["last_out_age_s"] = Measure("", (*_BASE, "calls.direction"))
+    # Last outgoing activity: from the main pass when within 90 days, else a history scan
+    # restricted to the (few) customers with none in the main window.
+    m["last_out_90"] = Measure(
+        "min(CASE WHEN direction = 'out' THEN age_s END)", (*_BASE, "calls.direction")
+    )
+    m["last_out_old_s"] = Measure("", (*_BASE, "calls.direction"))
     return m
 
 
@@ -125,7 +132,7 @@ def trend(a: str, p: str) -> str:
     return f"({a} - {p} / 2.0) / nullif({a} + {p} / 2.0, 0)"
 
 
-STAGED = ("contacts_", "onnet_", "top_comp_", "last_out_")
+STAGED = ("contacts_", "onnet_", "top_comp_", "last_out_old")
 
 
 def definitions(params: FeatureParams) -> list[FeatureDef]:
@@ -341,7 +348,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         f"Days since the last outgoing call, SMS or data session (null: none in "
         f"{params.history_days} days).",
         "usage_decline",
-        "last_out_age_s / 86400.0",
+        "coalesce(last_out_90, last_out_old_s) / 86400.0",
         fill=None,
         reason="no outgoing activity for {value:.0f} days",
     )
@@ -391,13 +398,13 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             "calls", ["customer_id", "started_at", *cols], ctx.time_range("started_at", lookback)
         )
         ctes.append(
-            "ev AS (SELECT k.customer_id, k.cutoff, "
+            "ev AS (SELECT k.kid, "
             f"{age} AS age_s, {night} AS is_night, {d.is_weekend('e.started_at')} AS is_weekend"
             + "".join(f", e.{c}" for c in cols)
             + f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lookback)})"
         )
         aggs = ",\n    ".join(f"{m[x].sql} AS {x}" for x in main)
-        ctes.append(f"agg AS (SELECT customer_id, cutoff,\n    {aggs}\n  FROM ev GROUP BY ALL)")
+        ctes.append(f"agg AS (SELECT kid,\n    {aggs}\n  FROM ev GROUP BY kid)")
         joins.append("agg")
     contacts = [x for x in used if x.startswith(("contacts_", "onnet_"))]
     if contacts:
@@ -413,9 +420,9 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             else ""
         )
         ctes.append(
-            f"peers AS (SELECT k.customer_id, k.cutoff, e.peer_id, min({age}) AS last_age_s{onnet}"
+            f"peers AS (SELECT k.kid, e.peer_id, min({age}) AS last_age_s{onnet}"
             f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lb)}"
-            " GROUP BY k.customer_id, k.cutoff, e.peer_id)"
+            " GROUP BY k.kid, e.peer_id)"
         )
         parts = [
             f"count(CASE WHEN last_age_s <= {int(x.split('_')[1]) * 86400} THEN 1 END) AS {x}"
@@ -425,8 +432,8 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         social_join = ""
         if social:
             left = (
-                f"p.onnet = 1 AND t.terminated_at < p.cutoff AND "
-                f"t.terminated_at >= {d.minus_days('p.cutoff', 90)}"
+                f"p.onnet = 1 AND t.terminated_at < kc.cutoff AND "
+                f"t.terminated_at >= {d.minus_days('kc.cutoff', 90)}"
             )
             parts += [
                 "sum(CASE WHEN last_age_s <= 7776000 THEN p.onnet ELSE 0 END) AS onnet_contacts_90",
@@ -436,10 +443,12 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             term = ctx.scan(
                 "customers", ["customer_id", "terminated_at"], "terminated_at IS NOT NULL"
             )
-            social_join = f" LEFT JOIN {term} t ON t.customer_id = p.peer_id"
+            social_join = (
+                f" JOIN keys kc ON kc.kid = p.kid LEFT JOIN {term} t ON t.customer_id = p.peer_id"
+            )
         ctes.append(
-            f"contacts AS (SELECT p.customer_id, p.cutoff, {', '.join(parts)} FROM peers p"
-            f"{social_join} GROUP BY p.customer_id, p.cutoff)"
+            f"contacts AS (SELECT p.kid, {', '.join(parts)} FROM peers p"
+            f"{social_join} GROUP BY p.kid)"
         )
         joins.append("contacts")
     if any(x.startswith("top_comp_") for x in used):
@@ -450,36 +459,38 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             + " AND kind = 'voice' AND direction = 'out' AND peer_operator IS NOT NULL",
         )
         ctes.append(
-            "ops AS (SELECT k.customer_id, k.cutoff, e.peer_operator,"
+            "ops AS (SELECT k.kid, e.peer_operator,"
             f" sum(CASE WHEN {age} <= 2592000 THEN e.duration_s ELSE 0 END) / 60.0 AS m30,"
             f" sum(CASE WHEN {age} > 2592000 THEN e.duration_s ELSE 0 END) / 60.0 AS mp60"
             f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', 90)}"
-            " GROUP BY k.customer_id, k.cutoff, e.peer_operator)"
+            " GROUP BY k.kid, e.peer_operator)"
         )
         ctes.append(
-            "top AS (SELECT customer_id, cutoff, max(m30) AS top_comp_min_30,"
-            " max_by(mp60, m30) AS top_comp_min_p60 FROM ops GROUP BY customer_id, cutoff)"
+            "top AS (SELECT kid, max(m30) AS top_comp_min_30,"
+            " max_by(mp60, m30) AS top_comp_min_p60 FROM ops GROUP BY kid)"
         )
         joins.append("top")
-    if "last_out_age_s" in used:
+    if "last_out_old_s" in used and "last_out_90" in main:
         hist = params.history_days
+        hi = d.timestamp(ctx.max_cutoff - pd.Timedelta(days=lookback))
         scan = ctx.scan(
             "calls",
             ["customer_id", "started_at"],
-            ctx.time_range("started_at", hist) + " AND direction = 'out'",
+            ctx.time_range("started_at", hist) + f" AND started_at < {hi} AND direction = 'out'",
         )
         ctes.append(
-            f"last_out AS (SELECT k.customer_id, k.cutoff, min({age}) AS last_out_age_s"
-            f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', hist)}"
-            " GROUP BY k.customer_id, k.cutoff)"
+            "need AS (SELECT k.kid, k.customer_id, k.cutoff FROM keys k LEFT JOIN agg"
+            " USING (kid) WHERE agg.last_out_90 IS NULL)"
+        )
+        ctes.append(
+            f"last_out AS (SELECT k.kid, min({age}) AS last_out_old_s"
+            f" FROM {scan} e JOIN need k ON {ctx.window_join('e', 'started_at', hist)}"
+            f" AND e.started_at < {d.minus_days('k.cutoff', lookback)} GROUP BY k.kid)"
         )
         joins.append("last_out")
     select = [f"{f.expr} AS {f.spec.name}" for f in defs]
     # Helper column for the life-cycle stage rule "decline" (see account.final_expr).
     if {"vo_min_30", "vo_min_p60"} <= set(main):
         select.append(f"{trend('vo_min_30', 'vo_min_p60')} AS _lc_usage_trend")
-    join_sql = " ".join(f"LEFT JOIN {j} USING (customer_id, cutoff)" for j in joins)
-    return (
-        "WITH " + ",\n".join(ctes) + "\n"
-        f"SELECT customer_id, cutoff, {', '.join(select)} FROM keys {join_sql}"
-    )
+    join_sql = " ".join(f"LEFT JOIN {j} USING (kid)" for j in joins)
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT kid, {', '.join(select)} FROM keys {join_sql}"

@@ -155,7 +155,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             f" {d.seconds_between('c.opened_at', 'c.resolved_at')} / 86400.0 AS res_days"
         )
     ev = (
-        f"ev AS (SELECT k.customer_id, k.cutoff, {d.seconds_between('c.opened_at', 'k.cutoff')}"
+        f"ev AS (SELECT k.kid, k.cutoff, {d.seconds_between('c.opened_at', 'k.cutoff')}"
         f" AS age_s{extra}"
         + "".join(f", c.{c}" for c in cols if c not in ("customer_id", "opened_at"))
         + f" FROM {scan} c JOIN keys k ON {ctx.window_join('c', 'opened_at', hist)})"
@@ -163,6 +163,6 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     aggs = ", ".join(f"{m[x].sql} AS {x}" for x in used)
     select = ", ".join(f"{f.expr} AS {f.spec.name}" for f in defs)
     return (
-        f"WITH {ev},\nagg AS (SELECT customer_id, cutoff, {aggs} FROM ev GROUP BY ALL)\n"
-        f"SELECT customer_id, cutoff, {select} FROM agg"
+        f"WITH {ev},\nagg AS (SELECT kid, {aggs} FROM ev GROUP BY kid)\n"
+        f"SELECT kid, {select} FROM agg"
     )

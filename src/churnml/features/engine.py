@@ -198,7 +198,15 @@ def build_features(
             "CREATE TEMP TABLE spine AS SELECT _row, CAST(customer_id AS VARCHAR) AS customer_id,"
             " CAST(cutoff AS TIMESTAMP) AS cutoff FROM _spine_df"
         )
-        con.execute("CREATE TEMP TABLE keys AS SELECT DISTINCT customer_id, cutoff FROM spine")
+        # One integer key per distinct (customer, cutoff): families group and join on it.
+        con.execute(
+            "CREATE TEMP TABLE keys AS SELECT CAST(row_number() OVER () AS INTEGER) AS kid,"
+            " customer_id, cutoff FROM (SELECT DISTINCT customer_id, cutoff FROM spine)"
+        )
+        con.execute(
+            "CREATE TEMP TABLE spine_kid AS SELECT s._row, s.cutoff, k.kid FROM spine s"
+            " JOIN keys k ON k.customer_id = s.customer_id AND k.cutoff = s.cutoff"
+        )
         con.unregister("_spine_df")
         ctx = Context(
             con=con,
@@ -266,7 +274,7 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
     present: set[str] = set()
     stage2: list[FeatureDef] = []
     for family, defs, cols in built:
-        joins.append(f"LEFT JOIN f_{family} USING (customer_id, cutoff)")
+        joins.append(f"LEFT JOIN f_{family} USING (kid)")
         colset = set(cols)
         for d in defs:
             if d.needs_features:
@@ -302,8 +310,8 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
         else:
             select.append(f"CAST({expr} AS DOUBLE) AS {name}")
     sql = (
-        f"WITH j AS (SELECT s._row, s.customer_id, s.cutoff"
-        f"{''.join(', ' + c for c in inner)} FROM spine s {' '.join(joins)})\n"
+        f"WITH j AS (SELECT s._row, s.cutoff"
+        f"{''.join(', ' + c for c in inner)} FROM spine_kid s {' '.join(joins)})\n"
         f"SELECT {', '.join(select) if select else '1 AS _none'} FROM j ORDER BY _row"
     )
     df = ctx.con.execute(sql).df()

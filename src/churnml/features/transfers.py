@@ -188,11 +188,11 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     lc += " THEN 1 ELSE 0 END) AS _lc_port_out_30d"
     aggs = [f"{m[x].sql} AS {x}" for x in main] + [lc]
     ctes.append(
-        f"ev AS (SELECT k.customer_id, k.cutoff, {age} AS age_s"
+        f"ev AS (SELECT k.kid, {age} AS age_s"
         + "".join(f", t.{c}" for c in cols if c not in ("customer_id", "occurred_at"))
         + f" FROM t JOIN keys k ON {ctx.window_join('t', 'occurred_at', hist)})"
     )
-    ctes.append(f"agg AS (SELECT customer_id, cutoff, {', '.join(aggs)} FROM ev GROUP BY ALL)")
+    ctes.append(f"agg AS (SELECT kid, {', '.join(aggs)} FROM ev GROUP BY kid)")
     joins.append("agg")
     if plan:
         # Fee before each plan change: the customer's previous change, else the fee last seen
@@ -216,18 +216,15 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             " FROM pcs JOIN lk ON lk.pid = pcs.pid AND lk.is_set = 0)"
         )
         ctes.append(
-            "plan AS (SELECT k.customer_id, k.cutoff,"
+            "plan AS (SELECT k.kid,"
             " count(CASE WHEN fee_delta < 0 THEN 1 END) AS plan_down_90,"
             " count(CASE WHEN fee_delta > 0 THEN 1 END) AS plan_up_90,"
             " CASE WHEN count(fee_delta) < count(*) THEN NULL ELSE sum(fee_delta) END"
             " AS fee_change_90"
             f" FROM pcd JOIN keys k ON {ctx.window_join('pcd', 'occurred_at', PLAN_WINDOW)}"
-            " GROUP BY k.customer_id, k.cutoff)"
+            " GROUP BY k.kid)"
         )
         joins.append("plan")
     select = [f"{f.expr} AS {f.spec.name}" for f in defs] + ["_lc_port_out_30d"]
-    join_sql = " ".join(f"LEFT JOIN {j} USING (customer_id, cutoff)" for j in joins)
-    return (
-        "WITH " + ",\n".join(ctes) + "\n"
-        f"SELECT customer_id, cutoff, {', '.join(select)} FROM keys {join_sql}"
-    )
+    join_sql = " ".join(f"LEFT JOIN {j} USING (kid)" for j in joins)
+    return "WITH " + ",\n".join(ctes) + f"\nSELECT kid, {', '.join(select)} FROM keys {join_sql}"
