@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +74,21 @@ def test_tiny_config_generates_a_dataset(tmp_path):
         assert (out / f"{name}.parquet").exists()
     assert (out / "truth" / "churn_probability.parquet").exists()
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_pipeline_entry_point_writes_under_raw_dir(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "pipelines" / "simulate.py"
+    env = {**os.environ, "CHURNML_ROOT": str(tmp_path)}
+    subprocess.run(
+        [sys.executable, str(script), "simulate=tiny", "simulate.n_customers=200"],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
+    out = tmp_path / "data" / "raw" / "telco_tiny"
+    assert len(pd.read_parquet(out / "customers.parquet")) == 200
+    assert list((tmp_path / "logs" / "simulate").glob("*/simulate.log"))
 
 
 def test_large_config_is_one_million_over_four_months():

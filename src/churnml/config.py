@@ -7,6 +7,7 @@ an override fails when the config is composed, not an hour into training.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +40,14 @@ class DataConfig:
     kind: str = "events"
     path: str = MISSING
     # Snapshot datasets: one row per customer (docs/data-contract.md, Snapshot datasets).
-    id_column: str = "customer_id"
+    id_column: str | None = "customer_id"
     label_column: str | None = None
     positive_label: Any = None
     revenue_column: str | None = None
     categorical_columns: list[str] = field(default_factory=list)
     drop_columns: list[str] = field(default_factory=list)
+    # New columns from pandas expressions over the file's columns (backquote names with spaces).
+    derived_columns: dict[str, str] = field(default_factory=dict)
     test_path: str | None = None  # a separate test file; else a stratified split
     test_size: float = 0.25
     cv_folds: int = 0  # > 0: also run repeated stratified cross-validation (small data)
@@ -189,11 +192,17 @@ def register_configs() -> None:
 def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
     """Compose a primary config (`train`, `score`) outside `@hydra.main`, typed.
 
-    For tests, notebooks and benchmarks; `conf/` is found beside `src/` in the project.
+    For tests, notebooks and benchmarks; `conf/` is found beside `src/` in the project. Without
+    a `run_dir=` override, the run's folder is `<paths.log_dir>/<config_name>/<timestamp>`, as
+    under `@hydra.main`.
     """
+    overrides = list(overrides)
+    if not any(o.startswith("run_dir=") for o in overrides):
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        overrides.append(f"run_dir=${{paths.log_dir}}/{config_name}/{stamp}")
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return to_object(compose(config_name=config_name, overrides=list(overrides)))
+        return to_object(compose(config_name=config_name, overrides=overrides))
 
 
 def to_object(cfg: DictConfig) -> TrainConfig | ScoreConfig:

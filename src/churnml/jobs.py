@@ -115,7 +115,9 @@ def _evaluate(
             curve = evaluation.profit_curve(y, p, _monthly_revenue(part), cfg.evaluation)
             metrics["test_best_profit"] = curve.best_profit
             metrics["test_best_contact_fraction"] = curve.best_fraction
-            title = f"Test cutoff {part['cutoff'].iloc[0].date()}"
+            title = (
+                f"Test cutoff {part['cutoff'].iloc[0].date()}" if "cutoff" in part else "Test split"
+            )
             figures = {
                 "plots/roc.png": evaluation.plot_roc(y, p, title),
                 "plots/gain_lift.png": evaluation.plot_gain_lift(y, p, title),

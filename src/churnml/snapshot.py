@@ -67,6 +67,14 @@ def read_snapshot(path: str | Path, data: DataConfig) -> SnapshotData:
             if c and c in raw.columns
         ]
     )
+    for name, expression in data.derived_columns.items():
+        try:
+            features[name] = features.eval(expression)
+        except (SyntaxError, NameError, KeyError, ValueError, TypeError) as error:
+            raise DatasetError(
+                f"data.derived_columns.{name}: cannot evaluate {expression!r} on "
+                f"{path.name}: {error}"
+            ) from error
     features = _type_columns(features, data.categorical_columns)
     frame = pd.concat(
         [

@@ -563,11 +563,9 @@ class _Merged:
     template: dict | None = None  # a chunk's result dict, for Data Docs
 
 
-def _example_id(entry: dict, id_column: str | None) -> str | None:
-    if id_column is None or id_column not in entry:
-        return None
-    value = entry[id_column]
-    if value is None or (isinstance(value, float) and value != value):
+def _example_id(value) -> str | None:
+    """An id as text, or None for a missing one."""
+    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
         return None
     return str(value)
 
@@ -640,12 +638,14 @@ class _SuiteRunner:
                 failed.append(key)
         if not failed:
             return
-        result_format: dict = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES}
-        if self.id_column is not None:
-            result_format["unexpected_index_column_names"] = [self.id_column]
+        # No `unexpected_index_column_names`: with it GX looks up every failing row's id in a
+        # Python loop (a minute per million failing rows). Without it GX gives the first
+        # failing rows' index labels, and the ids are looked up here.
+        result_format = {"result_format": "SUMMARY", "partial_unexpected_count": MAX_EXAMPLES}
         detail = self._detail_definition(frozenset(failed)).run(
             batch_parameters=batch, result_format=result_format
         )
+        ids = chunk[self.id_column] if self.id_column is not None else None
         for r in detail.results:
             merged = self.merged[self._key(r)]
             merged.success = False
@@ -653,8 +653,9 @@ class _SuiteRunner:
             merged.unexpected_count += int(res.get("unexpected_count", 0) or 0)
             if merged.template is None:
                 merged.template = dict(res)
-            for entry in res.get("partial_unexpected_index_list") or []:
-                ident = _example_id(entry, self.id_column)
+            labels = res.get("partial_unexpected_index_list") or []
+            for label in labels if ids is not None else []:
+                ident = _example_id(ids.loc[label])
                 if ident is not None and ident not in merged.examples:
                     merged.examples.append(ident)
             for value in res.get("partial_unexpected_list") or []:
@@ -890,10 +891,11 @@ def _prefetched(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             yield item
     finally:
         stop.set()
+        thread.join(timeout=0.05)
         while thread.is_alive():  # unblock a producer waiting on a full queue
             with contextlib.suppress(Empty):
-                queue.get(timeout=0.1)
-        thread.join()
+                queue.get_nowait()
+            thread.join(timeout=0.05)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -130,7 +130,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             f"bill_id IS NOT NULL AND paid_at < {hi}",
         )
         ctes.append(
-            f"kp AS (SELECT k.kid, k.cutoff, p.paid_at, p.amount,"
+            f"kp AS {d.materialized()}(SELECT k.kid, k.cutoff, p.paid_at, p.amount,"
             f" {d.seconds_between('p.paid_at', 'k.cutoff')} AS age_s"
             f" FROM {bp} p JOIN keys k ON {ctx.window_join('p', 'paid_at', None)})"
         )
@@ -147,7 +147,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             f"issued_at < {hi}",
         )
         ctes.append(
-            "kb AS (SELECT k.kid, k.cutoff, b.due_at, b.issued_at, b.amount_due,"
+            f"kb AS {d.materialized()}(SELECT k.kid, k.cutoff, b.due_at, b.issued_at, b.amount_due,"
             " sum(b.amount_due) OVER (PARTITION BY k.kid"
             " ORDER BY b.due_at, b.issued_at, b.bill_id ROWS UNBOUNDED PRECEDING) AS cum_due"
             f" FROM {bl} b JOIN keys k ON {ctx.window_join('b', 'issued_at', None)})"

@@ -113,7 +113,7 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
     # Later stages (separate scans): contacts, top competitor, last outgoing activity.
     for w in sorted(set(params.windows) | {90}):
         m[f"contacts_{w}"] = Measure("", (*_BASE, "calls.peer_id"))
-    social = (*_BASE, "calls.peer_id", "calls.peer_network", "customers.terminated_at")
+    social = (*_BASE, "calls.peer_id", "customers.activated_at", "customers.terminated_at")
     m["onnet_contacts_90"] = Measure("", social)
     m["onnet_left_90"] = Measure("", social)
     m["top_comp_min_30"] = Measure("", comp_req)
@@ -354,7 +354,8 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
     )
     b.add(
         "onnet_contacts_left_90d",
-        "Number of on-net contacts (last 90 days) whose subscription ended in the last 90 days.",
+        "Number of contacts (last 90 days) who are our subscribers and whose subscription ended "
+        "in the last 90 days.",
         "competitor",
         "onnet_left_90",
         window_days=90,
@@ -362,7 +363,8 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
     )
     b.add(
         "onnet_contacts_left_share_90d",
-        "Share of on-net contacts (last 90 days) whose subscription ended in the last 90 days.",
+        "Share of on-net contacts (last 90 days: our subscribers, matched by peer_id) whose "
+        "subscription ended in the last 90 days.",
         "competitor",
         "onnet_left_90 / nullif(onnet_contacts_90, 0)",
         window_days=90,
@@ -370,6 +372,47 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         reason="{pct:.0f} % of the on-net people this customer calls left recently",
     )
     return b.defs
+
+
+MAX_OPERATORS = 64
+
+
+def _operators(ctx, lookback: int) -> list[str]:
+    """Operators called in the scan window (computed once per query, cached on the context)."""
+    cached = getattr(ctx, "_calls_operators", None)
+    if cached is not None:
+        return cached
+    scan = ctx.scan(
+        "calls",
+        ["peer_operator"],
+        ctx.time_range("started_at", lookback) + " AND peer_operator IS NOT NULL",
+    )
+    rows = ctx.con.execute(
+        f"SELECT DISTINCT peer_operator FROM {scan} ORDER BY 1 LIMIT {MAX_OPERATORS}"
+    ).fetchall()
+    ops = [r[0] for r in rows]
+    ctx._calls_operators = ops
+    return ops
+
+
+def _operator_sums(ctx, lookback: int) -> list[tuple[str, str]]:
+    out = []
+    for i, op in enumerate(_operators(ctx, lookback)):
+        lit = str(op).replace("'", "''")
+        cond = f"{VOICE_OUT} AND peer_operator = '{lit}'"
+        out.append((f"_op{i}_30", cond_sum(f"{cond} AND {within(30)}", "duration_s / 60.0")))
+        out.append((f"_op{i}_p60", cond_sum(f"{cond} AND {prev60()}", "duration_s / 60.0")))
+    return out
+
+
+def _top_competitor(ctx, lookback: int) -> str:
+    """Minutes to the most-called operator in the last 30 days and to that one before."""
+    n = len(_operators(ctx, lookback))
+    if n == 0:
+        return "0.0 AS top_comp_min_30, 0.0 AS top_comp_min_p60"
+    top = f"greatest({', '.join(f'_op{i}_30' for i in range(n))})" if n > 1 else "_op0_30"
+    whens = " ".join(f"WHEN _op{i}_30 = {top} THEN _op{i}_p60" for i in range(n))
+    return f"{top} AS top_comp_min_30, CASE {whens} END AS top_comp_min_p60"
 
 
 def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
@@ -387,7 +430,13 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     ctes, joins = [], []
     if main:
         cols = sorted(
-            {r.split(".")[1] for x in main for r in m[x].requires if r.startswith("calls.")}
+            {
+                r.split(".")[1]
+                for x in used
+                if x in main or x.startswith("top_comp_")
+                for r in m[x].requires
+                if r.startswith("calls.")
+            }
             - {"customer_id", "started_at"}
         )
         night = (
@@ -404,47 +453,54 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             + f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lookback)})"
         )
         aggs = ",\n    ".join(f"{m[x].sql} AS {x}" for x in main)
-        ctes.append(f"agg AS (SELECT kid,\n    {aggs}\n  FROM ev GROUP BY kid)")
+        if any(x.startswith("top_comp_") for x in used):
+            aggs += "".join(
+                f",\n    {sql} AS {name}" for name, sql in _operator_sums(ctx, lookback)
+            )
+        ctes.append(f"agg AS {d.materialized()}(SELECT kid,\n    {aggs}\n  FROM ev GROUP BY kid)")
         joins.append("agg")
     contacts = [x for x in used if x.startswith(("contacts_", "onnet_"))]
     if contacts:
         social = any(x.startswith("onnet_") for x in contacts)
         lb = max([*params.windows, 90])
-        cols = ["customer_id", "started_at", "peer_id"] + (["peer_network"] if social else [])
         scan = ctx.scan(
-            "calls", cols, ctx.time_range("started_at", lb) + " AND peer_id IS NOT NULL"
+            "calls",
+            ["customer_id", "started_at", "peer_id"],
+            ctx.time_range("started_at", lb) + " AND peer_id IS NOT NULL",
         )
-        onnet = (
-            ", max(CASE WHEN e.peer_network = 'on_net' THEN 1 ELSE 0 END) AS onnet"
-            if social
-            else ""
-        )
+        # Contacts are told apart by a 64-bit hash of peer_id: grouping on integers is much
+        # faster than on strings.
         ctes.append(
-            f"peers AS (SELECT k.kid, e.peer_id, min({age}) AS last_age_s{onnet}"
+            f"peers AS (SELECT k.kid, {d.hash64('e.peer_id')} AS ph, min({age}) AS last_age_s"
             f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lb)}"
-            " GROUP BY k.kid, e.peer_id)"
+            " GROUP BY k.kid, ph)"
         )
         parts = [
-            f"count(CASE WHEN last_age_s <= {int(x.split('_')[1]) * 86400} THEN 1 END) AS {x}"
+            f"count(CASE WHEN p.last_age_s <= {int(x.split('_')[1]) * 86400} THEN 1 END) AS {x}"
             for x in contacts
             if x.startswith("contacts_")
         ]
         social_join = ""
         if social:
-            left = (
-                f"p.onnet = 1 AND t.terminated_at < kc.cutoff AND "
-                f"t.terminated_at >= {d.minus_days('kc.cutoff', 90)}"
+            # On-net contact: the peer is one of our subscribers (peer_id = customer_id),
+            # activated before the cutoff and not gone before the 90-day window. It left when
+            # its subscription ended in the 90 days before the cutoff.
+            active = (
+                "t.activated_at < kc.cutoff AND (t.terminated_at IS NULL"
+                f" OR t.terminated_at >= {d.minus_days('kc.cutoff', 90)})"
             )
+            left = f"{active} AND t.terminated_at < kc.cutoff"
             parts += [
-                "sum(CASE WHEN last_age_s <= 7776000 THEN p.onnet ELSE 0 END) AS onnet_contacts_90",
-                f"sum(CASE WHEN last_age_s <= 7776000 AND {left} THEN 1 ELSE 0 END)"
+                f"sum(CASE WHEN p.last_age_s <= 7776000 AND {active} THEN 1 ELSE 0 END)"
+                " AS onnet_contacts_90",
+                f"sum(CASE WHEN p.last_age_s <= 7776000 AND {left} THEN 1 ELSE 0 END)"
                 " AS onnet_left_90",
             ]
-            term = ctx.scan(
-                "customers", ["customer_id", "terminated_at"], "terminated_at IS NOT NULL"
-            )
+            subs = ctx.scan("customers", ["customer_id", "activated_at", "terminated_at"])
             social_join = (
-                f" JOIN keys kc ON kc.kid = p.kid LEFT JOIN {term} t ON t.customer_id = p.peer_id"
+                " JOIN keys kc ON kc.kid = p.kid LEFT JOIN (SELECT"
+                f" {d.hash64('customer_id')} AS ph, activated_at, terminated_at FROM {subs}) t"
+                " ON t.ph = p.ph"
             )
         ctes.append(
             f"contacts AS (SELECT p.kid, {', '.join(parts)} FROM peers p"
@@ -452,23 +508,9 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         )
         joins.append("contacts")
     if any(x.startswith("top_comp_") for x in used):
-        scan = ctx.scan(
-            "calls",
-            ["customer_id", "started_at", "duration_s", "peer_operator"],
-            ctx.time_range("started_at", 90)
-            + " AND kind = 'voice' AND direction = 'out' AND peer_operator IS NOT NULL",
-        )
-        ctes.append(
-            "ops AS (SELECT k.kid, e.peer_operator,"
-            f" sum(CASE WHEN {age} <= 2592000 THEN e.duration_s ELSE 0 END) / 60.0 AS m30,"
-            f" sum(CASE WHEN {age} > 2592000 THEN e.duration_s ELSE 0 END) / 60.0 AS mp60"
-            f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', 90)}"
-            " GROUP BY k.kid, e.peer_operator)"
-        )
-        ctes.append(
-            "top AS (SELECT kid, max(m30) AS top_comp_min_30,"
-            " max_by(mp60, m30) AS top_comp_min_p60 FROM ops GROUP BY kid)"
-        )
+        # Per-operator minutes come from the main pass (operators found in the window), so the
+        # top competitor costs no extra scan.
+        ctes.append(f"top AS (SELECT kid, {_top_competitor(ctx, lookback)} FROM agg)")
         joins.append("top")
     if "last_out_old_s" in used and "last_out_90" in main:
         hist = params.history_days

@@ -48,6 +48,15 @@ class Dialect:
     def year(self, ts: str) -> str:
         return f"year({ts})"
 
+    def materialized(self) -> str:
+        """CTE hint: compute a CTE used several times once (Spark: cache it instead)."""
+        return "MATERIALIZED "
+
+    def hash64(self, value: str) -> str:
+        """A 64-bit hash: grouping and joining on it beats doing so on strings (collisions
+        between two ids have a probability around 1e-19 per pair)."""
+        return f"hash({value})"  # Spark: xxhash64(value)
+
 
 @dataclass
 class Context:
@@ -294,29 +303,43 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
     finals: dict[str, str] = {}
     for d in stage2:
         expr = modules[d.family].final_expr(d, present | set(finals), ctx.params)
-        if expr is not None:
+        if expr is None:
+            continue
+        if " OVER " in expr:
+            # Ranked over the customers of each cutoff: computed on a narrow table of the
+            # distinct (customer, cutoff) keys, not over the wide joined rows.
+            needed = [c for c in d.needs_features if c in present]
+            cols = ", ".join(
+                next(x for x in inner if x == c or x.endswith(f" AS {c}")) for c in needed
+            )
+            ctx.con.execute(
+                f"CREATE TEMP TABLE w_{d.spec.name} AS SELECT kid, {expr} AS {d.spec.name}"
+                f" FROM (SELECT k.kid, k.cutoff, {cols} FROM keys k {' '.join(joins)})"
+            )
+            joins.append(f"LEFT JOIN w_{d.spec.name} USING (kid)")
+            finals[d.spec.name] = d.spec.name
+        else:
             finals[d.spec.name] = expr
-    order = [
-        d.spec.name
-        for d in feature_definitions(ctx.params)
-        if d.spec.name in present or d.spec.name in finals
-    ]
-    kinds = {d.spec.name: d.spec.kind for d in feature_definitions(ctx.params)}
-    select = []
+    all_defs = feature_definitions(ctx.params)
+    order = [d.spec.name for d in all_defs if d.spec.name in present or d.spec.name in finals]
+    kinds = {d.spec.name: d.spec.kind for d in all_defs}
+    select = ["_row"]
     for name in order:
         expr = finals.get(name, name)
         if kinds[name] == "categorical":
             select.append(f"CAST({expr} AS VARCHAR) AS {name}")
         else:
             select.append(f"CAST({expr} AS DOUBLE) AS {name}")
+    inner += [f"w_{n}.{n}" for n in finals if f"LEFT JOIN w_{n} USING (kid)" in joins]
     sql = (
         f"WITH j AS (SELECT s._row, s.cutoff"
         f"{''.join(', ' + c for c in inner)} FROM spine_kid s {' '.join(joins)})\n"
-        f"SELECT {', '.join(select) if select else '1 AS _none'} FROM j ORDER BY _row"
+        f"SELECT {', '.join(select)} FROM j"
     )
     df = ctx.con.execute(sql).df()
-    if not select:
-        return df.iloc[:, 0:0]
+    # Sorting the frame on the spine row number is cheaper than ORDER BY over wide rows.
+    df = df.iloc[np.argsort(df["_row"].to_numpy(), kind="stable")].drop(columns="_row")
+    df = df.reset_index(drop=True)
     for name in order:
         if kinds[name] == "categorical":
             df[name] = pd.Categorical(df[name].astype(object))

@@ -198,7 +198,8 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         # Fee before each plan change: the customer's previous change, else the fee last seen
         # (anyone's change to that plan) before the event; both only look backwards in time.
         ctes.append(
-            "pcs AS (SELECT row_number() OVER (ORDER BY customer_id, occurred_at) AS pid,"
+            f"pcs AS {d.materialized()}(SELECT"
+            " row_number() OVER (ORDER BY customer_id, occurred_at) AS pid,"
             " customer_id, occurred_at, from_plan_id, to_plan_id, monthly_fee,"
             " lag(monthly_fee) OVER (PARTITION BY customer_id ORDER BY occurred_at) AS prev_own"
             " FROM t WHERE kind = 'plan_change')"

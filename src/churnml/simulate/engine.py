@@ -88,16 +88,17 @@ class _State:
 def _initial_state(rng: np.random.Generator, pop: Population, window: Window) -> _State:
     n = len(pop.gid)
     old = pop.act_day < window.start_day - 90
-    declining = old & (rng.random(n) < 0.10)
-    courted = old & (rng.random(n) < 0.06)
+    # Start near the steady state: some customers already disengaging or being courted.
+    declining = old & (rng.random(n) < 0.12)
+    courted = old & (rng.random(n) < 0.08)
     return _State(
         plan=pop.plan.copy(),
         term_day=np.full(n, FAR, dtype=np.int64),
         reason=np.full(n, -1, dtype=np.int64),
         ported_to=np.full(n, -1, dtype=np.int64),
-        e_dec=np.where(declining, rng.uniform(0.3, 0.95, n), 1.0),
+        e_dec=np.where(declining, rng.uniform(0.2, 0.95, n), 1.0),
         declining=declining,
-        pull=np.where(courted, rng.uniform(0.1, 0.6, n), 0.0),
+        pull=np.where(courted, rng.uniform(0.1, 1.0, n), 0.0),
         courted=courted,
         target_op=_draw_operator(rng, pop.price_sensitivity),
         distress=np.zeros(n, dtype=bool),
@@ -165,7 +166,7 @@ class _ChunkSimulator:
         of the months before it unpaid, so involuntary exits occur from the first months."""
         rng, pop, p = self.rng, self.pop, self.params
         weight = np.array([1.0, 2.5, 6.0])[pop.payer_type]
-        seeded = pop.postpaid & (rng.random(self.n) < 2.0 * p.distress_rate * weight)
+        seeded = pop.postpaid & (rng.random(self.n) < 3.0 * p.distress_rate * weight)
         months_unpaid = rng.integers(1, 4, self.n)
         for j in (3, 2, 1):
             period = int(self.window.month_day(-j))
@@ -275,9 +276,9 @@ class _ChunkSimulator:
         h[1] = 0.6 * pull_prev**2 + 0.03 * ported_frac
         h[2] = 0.5 * np.maximum(drop - 0.006, 0.0)
         h[3] = (
-            0.03 * np.minimum(open_k, 3)
-            + 0.025 * np.minimum(dissat_k, 2)
-            + 0.03 * np.minimum(regulator_k, 1)
+            0.045 * np.minimum(open_k, 3)
+            + 0.04 * np.minimum(dissat_k, 2)
+            + 0.05 * np.minimum(regulator_k, 1)
         )
         h[4] = postpaid * 0.015 * np.minimum(arrears, 4)
         rise = postpaid & (0 <= p.price_rise_month <= m < p.price_rise_month + 3)
@@ -285,7 +286,7 @@ class _ChunkSimulator:
         has_commit = pop.commit_day >= 0
         d = (pop.commit_day - ms) / DAYS_PER_MONTH
         h[6] = has_commit * (0.09 * np.exp(-0.5 * ((d - 0.5) / 1.0) ** 2) + 0.004 * (d < -1))
-        h[7] = 0.001 + 0.025 * np.exp(-tenure / 3.0) + 0.003 * (pop.age < 27) + 0.003 * ~postpaid
+        h[7] = 0.001 + 0.025 * np.exp(-tenure / 3.0) + 0.003 * (pop.age < 27) + 0.006 * ~postpaid
         locked = has_commit & (d > 1.5)
         h[:6] *= np.where(locked, 0.35, 1.0)
         h[7] *= np.where(locked, 0.35, 1.0)
@@ -444,7 +445,7 @@ class _ChunkSimulator:
         comps = np.stack(
             [
                 postpaid * (0.006 + 0.05 * (arrears > 0)),  # billing
-                1.5 * drop,  # network
+                0.7 * drop,  # network
                 0.006 + 0.04 * (open_k > 0),  # service
                 postpaid * 0.03 * rise + 0.006 * pressure * pop.price_sensitivity,  # price
                 np.full(self.n, 0.004),  # product
@@ -672,6 +673,8 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
     Customers are simulated in independent chunks of `params.chunk_size` with seeds derived
     from `SeedSequence(params.seed)`, so memory stays bounded and the output is reproducible.
     """
+    if params.n_customers < 1 or params.chunk_size < 1:
+        raise ValueError("n_customers and chunk_size must be at least 1")
     window = make_window(params)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ class SimulationParams:
     calls_per_month: float = 60.0
 
     # Churn process.
-    voluntary_scale: float = 0.68  # multiplies every voluntary cause hazard
+    voluntary_scale: float = 0.58  # multiplies every voluntary cause hazard
     involuntary_scale: float = 1.0
     frailty_sigma: float = 0.2  # unobserved heterogeneity (log-normal) on the voluntary hazard
     decline_rate: float = 0.010  # monthly chance a customer starts disengaging

@@ -67,16 +67,6 @@ class CallBatch:
         return np.bincount(self.cust[sel], self.volume[sel], minlength=n)
 
 
-def draw_times(
-    rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, profile: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """A day uniformly in [lo, hi) (days) and an hour from `profile` (cdf); seconds, weekend."""
-    day = lo + np.floor(rng.random(len(lo)) * (hi - lo)).astype(np.int64)
-    hour = np.minimum(np.searchsorted(profile, rng.random(len(lo))), 23)
-    t = day * 86400 + hour * 3600 + rng.integers(0, 3600, len(lo))
-    return t, (day + 3) % 7 >= 5
-
-
 def generate_calls(
     rng: np.random.Generator,
     pop: Population,
@@ -179,21 +169,25 @@ def generate_calls(
         layout.one_off + rng.integers(0, layout.n_one_off, len(oi)),
     )
 
+    # Durations and volumes are drawn only for the rows of their kind.
     is_voice = kind == catalog.VOICE
-    duration = np.where(is_voice, np.minimum(np.exp(rng.normal(4.1, 1.0, m)), 7200.0), 0.0)
-    dropped = is_voice & (rng.random(m) < drop_prob[c])
-    duration = np.where(dropped, duration * rng.uniform(0.05, 0.9, m), duration)
-    duration = np.where(is_voice, np.maximum(duration, 1.0), 0.0).astype(np.int64)
-    volume = np.where(
-        is_data,
-        np.round(np.exp(rng.normal(np.log(25.0) + 0.5 * np.log(pop.activity[c]), 1.1, m)), 2)
-        + 0.01,
-        np.nan,
-    )
+    vi = np.flatnonzero(is_voice)
+    seconds = np.minimum(np.exp(rng.normal(4.1, 1.0, len(vi))), 7200.0)
+    cut = rng.random(len(vi)) < drop_prob[c[vi]]
+    seconds = np.where(cut, seconds * rng.uniform(0.05, 0.9, len(vi)), seconds)
+    duration = np.zeros(m, dtype=np.int64)
+    duration[vi] = np.maximum(seconds, 1.0).astype(np.int64)
+    dropped = np.zeros(m, dtype=bool)
+    dropped[vi] = cut
+    xi = np.flatnonzero(is_data)
+    volume = np.full(m, np.nan)
+    mu = np.log(25.0) + 0.5 * np.log(pop.activity[c[xi]])
+    volume[xi] = np.round(np.exp(rng.normal(mu, 1.1)), 2) + 0.01
 
-    keep = ~gone
-    order = np.lexsort((t[keep], c[keep]))
-    sel = np.flatnonzero(keep)[order]
+    # Rows are grouped by customer already (np.repeat); order each customer's rows by time.
+    sel = np.flatnonzero(~gone)
+    key = c[sel] * np.int64(1 << 32) + (t[sel] - t.min(initial=0))
+    sel = sel[np.argsort(key)]
     return CallBatch(
         cust=c[sel],
         t=t[sel],
