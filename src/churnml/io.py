@@ -6,6 +6,7 @@ A raw dataset is a folder of contract tables (`docs/data-contract.md`): `<name>.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
@@ -67,8 +68,13 @@ def scan_sql(path: Path) -> str:
     quoted = str(path).replace("'", "''")
     if path.suffix == ".parquet":
         return f"read_parquet('{quoted}')"
-    # Ids are strings by contract: keep every *_id column as VARCHAR whatever it looks like.
-    return f"read_csv('{quoted}', header=true, auto_detect=true, sample_size=-1)"
+    # Ids are strings by contract: keep every *_id column as VARCHAR whatever it looks like
+    # (CSV sniffing would read "007" as the number 7).
+    with open(path, newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), [])
+    ids = {name: "VARCHAR" for name in header if name.endswith("_id")}
+    types = ", types={" + ", ".join(f"'{k}': '{v}'" for k, v in ids.items()) + "}" if ids else ""
+    return f"read_csv('{quoted}', header=true, auto_detect=true, sample_size=-1{types})"
 
 
 def table_columns(path: Path) -> list[str]:

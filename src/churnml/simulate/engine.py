@@ -19,8 +19,10 @@ u per customer-month decides: u < p_voluntary exits voluntarily, p_voluntary <= 
 p_voluntary + p_involuntary exits involuntarily. These p are exactly the probabilities written
 to truth/churn_probability.parquet, with each h_c as hazard_<cause> and the largest as
 main_cause; a cause's share of p_voluntary is h_c / H. The hazard at month m depends only on
-states at the start of m, and the events of earlier months are drawn from the same (persistent)
-states, so causes leave traces before the exit.
+states at the start of m (usage_decline and competitor on the states of month m-1, the ones that
+shaped that month's calls), and earlier months' events are drawn from the same persistent
+states, so causes leave traces before the exit. terminated_at is uniform on the 2nd..last
+day of the month; the customer's events stop before that date.
 """
 
 from __future__ import annotations
