@@ -28,6 +28,7 @@ def _free_port() -> int:
 def tracking_server(tmp_path: Path):
     port = _free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
+    log_file = open(tmp_path / "server.log", "w")  # noqa: SIM115 - the server writes it
     server = subprocess.Popen(
         [
             str(mlflow_cli),
@@ -44,7 +45,7 @@ def tracking_server(tmp_path: Path):
             "1",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "server.log", "w"),
+        stderr=log_file,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -61,6 +62,7 @@ def tracking_server(tmp_path: Path):
     yield url, tmp_path
     server.terminate()
     server.wait(timeout=30)
+    log_file.close()
 
 
 def test_training_logs_and_registers_on_a_tracking_server(

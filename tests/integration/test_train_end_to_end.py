@@ -66,7 +66,9 @@ def test_broken_contract_rule_stops_before_anything_is_written(
     with pytest.raises(ContractViolation) as caught:
         run_training(cfg)
     message = str(caught.value)
-    assert rule.table in message and rule.column in message
+    assert f"{rule.table}.{rule.column}" in message and f"{rule.n_rows} rows" in message
+    failures = [(f.table, f.column, f.rule, f.n_rows) for f in caught.value.report.failures]
+    assert failures == [(rule.table, rule.column, rule.rule, rule.n_rows)]
     written = sorted(p.relative_to(root) for p in root.rglob("*"))
     # Only the run's own log folder (validation Data Docs) may have appeared.
     assert all(p.parts[0] == "logs" for p in set(written) - set(before))

@@ -128,8 +128,13 @@ def prev60() -> str:
 
 
 def cond_sum(cond: str, value: str = "1") -> str:
-    """A conditional aggregate: one pass computes every window (no per-window scans)."""
-    return f"sum(CASE WHEN {cond} THEN {value} ELSE 0 END)"
+    """A conditional aggregate: one pass computes every window (no per-window scans).
+
+    0 (not null) when no row matches. FILTER is ANSI SQL:2003 (DuckDB, Spark 3, Postgres).
+    """
+    if value == "1":
+        return f"count(*) FILTER (WHERE {cond})"
+    return f"coalesce(sum({value}) FILTER (WHERE {cond}), 0)"
 
 
 def slug(value: str) -> str:
