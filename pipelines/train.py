@@ -26,7 +26,16 @@ def main(cfg: DictConfig) -> float:
     if result.model_version is not None:
         alias = "champion" if result.promoted else "challenger"
         print(f"Model version:        {result.model_version} ({alias})")
-    for name in ("test_roc_auc", "test_pr_auc", "test_top_decile_lift", "test_brier", "test_ece"):
+    shown = (
+        "test_roc_auc",
+        "test_truth_roc_auc",
+        "test_pr_auc",
+        "test_top_decile_lift",
+        "test_brier",
+        "test_ece",
+        "cv_roc_auc_mean",
+    )
+    for name in (n for n in shown if n in result.metrics):
         print(f"{name:22s}{result.metrics[name]:.4f}")
     if result.report_path is not None:
         print(f"Report:               {result.report_path}")

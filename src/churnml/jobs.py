@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from churnml import evaluation, explain, report, scoring, tracking
 from churnml.config import ScoreConfig, TrainConfig
@@ -29,6 +30,7 @@ from churnml.io import (
     write_atomic,
 )
 from churnml.sampling import Sample, eligible_customers, sample_customers
+from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
     SnapshotData,
     cross_validate,
@@ -173,6 +175,7 @@ class PreparedData:
     splits: dict[str, pd.DataFrame]
     feature_columns: list[str]
     provenance: dict[str, str]
+    metrics: dict[str, float] = field(default_factory=dict)  # cross-validation, simulator truth
 
 
 def _event_provenance(sample: Sample, splits: dict[str, pd.DataFrame], cfg: TrainConfig):
@@ -287,16 +290,34 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
     return PreparedData(splits, feature_columns, _event_provenance(sample, splits, cfg))
 
 
+def _truth_metrics(
+    dataset_dir: Path, splits: dict[str, pd.DataFrame], cfg: TrainConfig
+) -> dict[str, float]:
+    """On simulated data: the AUC of the true probabilities, the best any model can reach."""
+    if truth_path(dataset_dir) is None or cfg.label.kind != "termination":
+        return {}
+    metrics = {}
+    for prefix, name in (("val", "validation"), ("test", "test")):
+        part = splits[name]
+        truth = window_probability(dataset_dir, part, cfg.label.horizon_days, cfg.label.gap_days)
+        known = truth.notna().to_numpy()
+        if known.any() and part["label"][known].nunique() == 2:
+            metrics[f"{prefix}_truth_roc_auc"] = float(
+                roc_auc_score(part["label"][known], truth[known])
+            )
+    log.info("simulator truth: %s", metrics)
+    return metrics
+
+
 def _prepare_snapshot(
     cfg: TrainConfig, data: SnapshotData, test_data: SnapshotData | None
 ) -> PreparedData:
+    cv_metrics = {}
     if cfg.data.cv_folds > 0:
         started = time.perf_counter()
         folds = cross_validate(data, cfg.model, cfg.data.cv_folds, cfg.data.cv_repeats, cfg.seed)
         tracking.log_frame(folds, "evaluation/cv_folds.csv")
-        tracking.log_metrics(
-            {**summarize_cv(folds), "time_cv_s": round(time.perf_counter() - started, 2)}
-        )
+        cv_metrics = {**summarize_cv(folds), "time_cv_s": round(time.perf_counter() - started, 2)}
     test_frame = None
     if test_data is not None:
         test_frame = test_data.frame
@@ -313,7 +334,7 @@ def _prepare_snapshot(
         ),
         "Label": f"{cfg.data.label_column} = {cfg.data.positive_label}",
     }
-    return PreparedData(splits, data.feature_columns, provenance)
+    return PreparedData(splits, data.feature_columns, provenance, cv_metrics)
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:
@@ -356,6 +377,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
         if snapshot is None:
             prepared = _prepare_events(cfg, dataset_dir, as_of)
+            prepared.metrics.update(_truth_metrics(dataset_dir, prepared.splits, cfg))
         else:
             prepared = _prepare_snapshot(cfg, snapshot, test_snapshot)
         splits = prepared.splits
@@ -370,6 +392,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
         started = time.perf_counter()
         metrics, tables, figures = _evaluate(model, splits, cfg)
+        metrics.update(prepared.metrics)
         tracking.log_metrics(metrics)
         for artifact, figure in figures.items():
             tracking.log_figure(figure, artifact)
