@@ -37,8 +37,8 @@ def _slope(value: str, cond: str) -> str:
     t_mean = (n - 1) / 2
     denom = sum((t - t_mean) ** 2 for t in range(n))
     return (
-        f"sum(CASE WHEN {cond} AND age_s <= {n * 7 * 86400} "
-        f"THEN ({n - 1} - floor(age_s / {7 * 86400}) - {t_mean}) * {value} ELSE 0 END) / {denom}"
+        f"coalesce(sum(({n - 1} - floor(age_s / {7 * 86400}) - {t_mean}) * {value})"
+        f" FILTER (WHERE {cond} AND age_s <= {n * 7 * 86400}), 0) / {denom}"
     )
 
 
@@ -376,6 +376,32 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
 
 MAX_OPERATORS = 64
 
+# Row flags computed once per event row in the main pass: the aggregates then test cheap
+# booleans instead of comparing strings dozens of times per row. Longest pattern first.
+ROW_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("kind = 'voice' AND direction = 'out'", "f_vo", "e.kind = 'voice' AND e.direction = 'out'"),
+    ("kind = 'voice' AND direction = 'in'", "f_vi", "e.kind = 'voice' AND e.direction = 'in'"),
+    ("kind = 'sms' AND direction = 'out'", "f_so", "e.kind = 'sms' AND e.direction = 'out'"),
+    ("kind = 'sms' AND direction = 'in'", "f_si", "e.kind = 'sms' AND e.direction = 'in'"),
+    ("peer_network = 'international'", "f_intl", "e.peer_network = 'international'"),
+    ("peer_network = 'off_net'", "f_offnet", "e.peer_network = 'off_net'"),
+    ("direction = 'out'", "f_out", "e.direction = 'out'"),
+    ("kind = 'voice'", "f_voice", "e.kind = 'voice'"),
+    ("kind = 'data'", "f_data", "e.kind = 'data'"),
+    ("duration_s / 60.0", "f_minutes", "e.duration_s / 60.0"),
+    ("coalesce(volume_mb, 0)", "f_mb", "coalesce(e.volume_mb, 0)"),
+)
+
+
+def _with_row_flags(sql: str) -> tuple[str, list[str]]:
+    """Rewrite an aggregate onto the row flags; return it and the flags it uses."""
+    used = []
+    for pattern, name, _ in ROW_FLAGS:
+        if pattern in sql:
+            sql = sql.replace(pattern, name)
+            used.append(name)
+    return sql, used
+
 
 def _operators(ctx, lookback: int) -> list[str]:
     """Operators called in the scan window (computed once per query, cached on the context)."""
@@ -446,17 +472,24 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         scan = ctx.scan(
             "calls", ["customer_id", "started_at", *cols], ctx.time_range("started_at", lookback)
         )
+        agg_list = [(x, m[x].sql) for x in main]
+        if any(x.startswith("top_comp_") for x in used):
+            agg_list += _operator_sums(ctx, lookback)
+        rewritten, flags = [], set()
+        for name, sql in agg_list:
+            sql, f = _with_row_flags(sql)
+            rewritten.append(f"{sql} AS {name}")
+            flags.update(f)
+        flag_sql = "".join(f", {expr} AS {name}" for _, name, expr in ROW_FLAGS if name in flags)
+        raw = [c for c in cols if c in ("dropped", "peer_operator")]
         ctes.append(
             "ev AS (SELECT k.kid, "
             f"{age} AS age_s, {night} AS is_night, {d.is_weekend('e.started_at')} AS is_weekend"
-            + "".join(f", e.{c}" for c in cols)
+            + flag_sql
+            + "".join(f", e.{c}" for c in raw)
             + f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lookback)})"
         )
-        aggs = ",\n    ".join(f"{m[x].sql} AS {x}" for x in main)
-        if any(x.startswith("top_comp_") for x in used):
-            aggs += "".join(
-                f",\n    {sql} AS {name}" for name, sql in _operator_sums(ctx, lookback)
-            )
+        aggs = ",\n    ".join(rewritten)
         ctes.append(f"agg AS {d.materialized()}(SELECT kid,\n    {aggs}\n  FROM ev GROUP BY kid)")
         joins.append("agg")
     contacts = [x for x in used if x.startswith(("contacts_", "onnet_"))]

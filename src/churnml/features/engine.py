@@ -173,6 +173,9 @@ def available_definitions(ctx: Context, defs: list[FeatureDef]) -> list[FeatureD
     return kept
 
 
+FEATURE_DECIMALS = 6
+
+
 def build_features(
     dataset_dir: str | Path, spine: pd.DataFrame, params: FeatureParams | None = None
 ) -> pd.DataFrame:
@@ -266,6 +269,10 @@ def build_features(
     finally:
         con.close()
     result.index = out.index
+    # DuckDB sums floats in parallel, in an order that varies run to run; rounding the last
+    # bits away makes features, and so scores and reasons, identical on every run.
+    floats = result.select_dtypes("float").columns
+    result[floats] = result[floats].round(FEATURE_DECIMALS)
     out = pd.concat([out, result], axis=1)
     log.info(
         "features: %d rows x %d features in %.1f s",
