@@ -165,19 +165,13 @@ def _candidate_groups(feature: pd.Series, shap: pd.Series) -> Iterator[tuple[np.
 
 
 def _condition_words(feature: str, condition: str) -> str:
-    """`>= 2` on port_out_queries_30d -> "2 port-out queries in the last 30 days or more"."""
+    """`>= 2` on port_out_queries_30d -> "with port out queries 30d ≥ 2"."""
     operator, _, value = condition.partition(" ")
+    name = feature.replace("_", " ")
     if operator == "is":
-        return f"whose {describe_feature(feature).rstrip('.').lower()} {condition}"
-    number = float(value)
-    spec = _spec(feature)
-    tail = "or more" if operator == ">=" else "or less"
-    if spec is not None and spec.reason:
-        try:
-            return f"with {spec.reason.format(value=number, pct=number * 100)} {tail}"
-        except (ValueError, KeyError):
-            pass
-    return f"with {feature} {operator} {_format_number(number)}"
+        return f"whose {name} {condition}"
+    symbol = "≥" if operator == ">=" else "≤"
+    return f"with {name} {symbol} {_format_number(float(value))}"
 
 
 def _format_number(value: float) -> str:

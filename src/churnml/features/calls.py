@@ -437,8 +437,11 @@ def _top_competitor(ctx, lookback: int) -> str:
     if n == 0:
         return "0.0 AS top_comp_min_30, 0.0 AS top_comp_min_p60"
     top = f"greatest({', '.join(f'_op{i}_30' for i in range(n))})" if n > 1 else "_op0_30"
-    whens = " ".join(f"WHEN _op{i}_30 = {top} THEN _op{i}_p60" for i in range(n))
-    return f"{top} AS top_comp_min_30, CASE {whens} END AS top_comp_min_p60"
+    # Ties (including "no competitor call in 30 days") take the largest earlier figure, so
+    # the result does not depend on which or how many operators the window holds.
+    cases = [f"CASE WHEN _op{i}_30 = {top} THEN _op{i}_p60 END" for i in range(n)]
+    before = f"greatest({', '.join(cases)})" if n > 1 else cases[0]
+    return f"{top} AS top_comp_min_30, {before} AS top_comp_min_p60"
 
 
 def build_sql(ctx, defs: list[FeatureDef]) -> str | None:

@@ -67,6 +67,13 @@ else D. Default cuts `value_tier_cuts = [0.01, 0.05, 0.20]`: top 1 %, next 4 %, 
 5. `maturity`: everyone else.
 A rule whose data is missing (no `commitment_end`, no `transfers`, no `calls`) is skipped.
 
+**Contacts and the social signal.** Contacts are the distinct `peer_id` values of calls and
+SMS in either direction (told apart by a 64-bit hash, so grouping runs on integers). An on-net
+contact is one whose `peer_id` is a `customer_id` of `customers`, activated before the cutoff
+and not gone before the 90-day window; it *left* when its subscription ended in the 90 days
+before the cutoff. The top competitor is the operator with the most outgoing voice minutes in
+the last 30 days (ties: the largest figure of the 60 days before).
+
 **Missing data.** A missing optional table skips its family (one log line); a missing optional
 column drops only the features whose `requires` name it (one log line per family).
 """

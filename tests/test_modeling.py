@@ -1,0 +1,140 @@
+"""Training, calibration, metrics, SHAP contributions and reasons on small synthetic data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnml import evaluation, explain
+from churnml.config import EvaluationConfig, ModelConfig, compose_config
+from churnml.training import FeatureFrameSpec, TrainingError, train_model
+
+
+def _frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    queries = rng.poisson(0.3, n).astype(float)
+    dropped = rng.beta(1, 20, n)
+    region = rng.choice(["North", "South", "Lakes"], n)
+    noise = rng.normal(size=n)
+    logit = -3.2 + 1.2 * queries + 12 * dropped + (region == "Lakes") * 0.8
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            "port_out_queries_30d": queries,
+            "dropped_call_rate_90d": dropped,
+            "region": pd.Categorical(region),
+            "noise": noise,
+            "label": label,
+            "weight": 1.0,
+        }
+    )
+
+
+FEATURES = ["port_out_queries_30d", "dropped_call_rate_90d", "region", "noise"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _frame(6000, 1), _frame(3000, 2), _frame(3000, 3)
+
+
+@pytest.fixture(scope="module", params=["lightgbm", "logreg"])
+def model(request, data):
+    train, validation, _ = data
+    settings = compose_config("train", [f"model={request.param}", "run_dir=/tmp/unused"]).model
+    return train_model(train, validation, FEATURES, settings, seed=1)
+
+
+def test_model_ranks_and_is_calibrated(model, data):
+    _, _, test = data
+    p = model.predict_proba(test)
+    metrics = evaluation.classification_metrics(test["label"].to_numpy(), p, "test")
+    assert metrics["test_roc_auc"] > 0.7
+    assert metrics["test_ece"] < 0.03
+    assert abs(metrics["test_mean_probability"] - metrics["test_churn_rate"]) < 0.02
+
+
+def test_more_port_out_queries_never_lower_risk(model, data):
+    _, _, test = data
+    more = test.assign(port_out_queries_30d=test["port_out_queries_30d"] + 2)
+    assert (model.predict_proba(more) >= model.predict_proba(test) - 1e-9).all()
+
+
+def test_customer_id_does_not_change_the_score(model, data):
+    _, _, test = data
+    renamed = test.assign(customer_id=[f"X{i}" for i in range(len(test))])
+    np.testing.assert_array_equal(model.predict_proba(renamed), model.predict_proba(test))
+
+
+def test_shap_contributions_add_up_to_the_raw_score(model, data):
+    _, _, test = data
+    rows = test.head(500)
+    contrib = explain.shap_contributions(model, rows)
+    raw = model.predict_raw(rows)
+    logit = np.log(raw / (1 - raw))
+    np.testing.assert_allclose(contrib.values.sum(axis=1) + contrib.base_value, logit, atol=1e-6)
+
+
+def test_drivers_and_reasons_name_the_planted_causes(model, data):
+    _, _, test = data
+    contrib = explain.shap_contributions(model, test)
+    drivers = explain.driver_table(contrib, test["label"])
+    assert set(drivers["feature"].head(2)) == {"port_out_queries_30d", "dropped_call_rate_90d"}
+    assert drivers.loc[drivers["feature"] == "noise", "rank"].item() >= 3
+    families = explain.cause_family_table(drivers)
+    assert set(families["cause_family"].head(2)) == {"competitor", "network_quality"}
+    reasons = explain.customer_reasons(contrib)
+    heavy = test["port_out_queries_30d"] >= 2
+    assert reasons.loc[heavy, "reason_1"].str.contains("port-out quer").mean() > 0.8
+    assert (reasons.loc[heavy, "main_cause"] == "competitor").mean() > 0.8
+    findings = explain.driver_findings(contrib, test["label"], drivers, top_n=2)
+    assert findings["ratio"].min() > 1.2
+    assert findings["finding"].str.contains("churn").all()
+
+
+def test_fixed_categories_handle_unseen_levels(data):
+    train, _, test = data
+    spec = FeatureFrameSpec.infer(train, FEATURES)
+    prepared = spec.prepare(test.assign(region="Atlantis"))
+    assert prepared["region"].isna().all()
+    assert list(prepared["region"].cat.categories) == ["Lakes", "North", "South"]
+    with pytest.raises(TrainingError, match="lacks the model's columns"):
+        spec.prepare(test.drop(columns=["noise"]))
+
+
+def test_same_config_and_seed_give_the_same_model(data):
+    train, validation, test = data
+    settings = compose_config("train", ["run_dir=/tmp/unused"]).model
+    first = train_model(train, validation, FEATURES, settings, seed=5)
+    second = train_model(train, validation, FEATURES, settings, seed=5)
+    np.testing.assert_array_equal(first.predict_proba(test), second.predict_proba(test))
+
+
+def test_single_class_training_data_is_refused(data):
+    train, validation, _ = data
+    with pytest.raises(TrainingError, match="single class"):
+        train_model(train.assign(label=0), validation, FEATURES, ModelConfig(), seed=1)
+
+
+def test_metrics_on_hand_computed_cases():
+    y = np.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    p = np.linspace(0.0, 0.9, 10)
+    assert evaluation.lift_at(y, p, 0.1) == pytest.approx(1.0 / 0.2)
+    assert evaluation.lift_at(y, p, 0.2) == pytest.approx(5.0)
+    perfect = np.array([0.0] * 8 + [1.0] * 2)
+    assert evaluation.expected_calibration_error(y.astype(float), perfect, bins=2) == 0.0
+
+
+def test_profit_curve_respects_capacity():
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    p = np.linspace(0.9, 0.0, 10)
+    settings = EvaluationConfig(
+        offer_cost=10, contact_cost=2, save_rate=0.5, months_kept=10, contact_capacity=0.3
+    )
+    curve = evaluation.profit_curve(y, p, np.full(10, 10.0), settings)
+    # Each churner saved is worth 0.5 * (100 - 10) = 45, each contact costs 2.
+    assert curve.profit[2] == pytest.approx(2 * 45 - 4)
+    assert curve.best_fraction == pytest.approx(0.2)
+    assert curve.best_fraction <= settings.contact_capacity

@@ -1,0 +1,54 @@
+"""Scoring helpers: risk bands, value tiers, the retention playbook, population stability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnml.config import ActionRule
+from churnml.scoring import choose_actions, population_stability, risk_bands, value_tiers
+
+
+def test_risk_bands_are_deciles_of_the_scores():
+    bands = risk_bands(np.linspace(1, 0, 100))
+    assert list(bands[:10]) == ["D01"] * 10 and list(bands[-10:]) == ["D10"] * 10
+
+
+def test_value_tiers_follow_the_usual_cut():
+    tiers = value_tiers(np.arange(1000, 0, -1, dtype=float))
+    counts = pd.Series(tiers).value_counts()
+    assert counts.to_dict() == {"D": 800, "C": 150, "B": 40, "A": 10}
+    assert tiers[0] == "A" and tiers[-1] == "D"
+
+
+def test_first_matching_playbook_rule_wins():
+    rules = [
+        ActionRule(action="no action", cause="billing_arrears", tiers=["D"]),
+        ActionRule(action="billing review", cause="billing_arrears"),
+        ActionRule(action="retention call", cause="competitor", tiers=["A", "B"]),
+    ]
+    cause = pd.Series(["billing_arrears", "billing_arrears", "competitor", "competitor", "none"])
+    tier = pd.Series(["D", "A", "A", "D", "A"])
+    actions = choose_actions(cause, tier, rules, "monitor")
+    assert actions.tolist() == [
+        "no action",
+        "billing review",
+        "retention call",
+        "monitor",
+        "monitor",
+    ]
+
+
+def test_population_stability_is_zero_for_the_same_distribution_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=20_000)
+    assert population_stability(reference, rng.normal(size=20_000)) < 0.01
+    assert population_stability(reference, rng.normal(0.5, 1, 20_000)) > 0.1
+    assert population_stability(reference, rng.normal(2, 1, 20_000)) > 1
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_population_stability_ignores_missing_values(value):
+    reference = np.r_[np.arange(100.0), [value] * 10]
+    assert population_stability(reference, np.arange(100.0)) < 0.01
