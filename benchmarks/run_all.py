@@ -11,7 +11,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LARGE = ROOT / "data" / "raw" / "telco_sim_large"
-BENCHMARKS = ("bench_simulate.py", "bench_validation.py", "bench_features.py", "bench_model.py")
+BENCHMARKS = (
+    "bench_simulate.py",
+    "bench_validation.py",
+    "bench_features.py",
+    "bench_model.py",
+    "backtest_scoring.py",
+)
 
 
 def main() -> int:

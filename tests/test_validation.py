@@ -118,7 +118,17 @@ def test_each_broken_rule_stops_the_run(tmp_path: Path, broken: BrokenRule) -> N
     assert failures == [(broken.table, broken.column, broken.rule, broken.n_rows)]
 
 
-@pytest.mark.parametrize("broken", _params("csv"))
+def _csv_params() -> list:
+    """CSV is text: id columns are read as strings whatever they hold (io.scan_sql), so their
+    string-type rule cannot break in CSV."""
+    return [
+        p
+        for p in _params("csv")
+        if not (p.values[0].column.endswith("_id") and p.values[0].rule == "type string")
+    ]
+
+
+@pytest.mark.parametrize("broken", _csv_params())
 def test_each_broken_rule_is_found_in_csv(tmp_path: Path, broken: BrokenRule) -> None:
     path = _broken_dataset(tmp_path, broken, "csv")
     report = validate_dataset(path, tables=_tables_to_check(broken))

@@ -3,6 +3,8 @@ quality and a social signal, from the CDR (`calls`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from churnml.features.params import FeatureParams
@@ -27,7 +29,38 @@ _BASE = ("calls.customer_id", "calls.started_at")
 _VOICE = (*_BASE, "calls.kind", "calls.direction", "calls.duration_s")
 
 
-def _slope(value: str, cond: str) -> str:
+@dataclass(frozen=True)
+class PassMeasure(Measure):
+    """A main-pass measure, kept in parts so the pass can aggregate in two stages: `agg`
+    (count, sum or min) of `value` over the rows where `cond` holds, in `window` (days before
+    the cutoff, "p60" for the 60 days before the last 30, or None when `cond` carries its own
+    age test), divided by `scale`. `sql` is the same aggregate written in one piece."""
+
+    cond: str = "TRUE"
+    value: str = "1"
+    window: int | str | None = None
+    agg: str = "sum"
+    scale: float = 1.0
+
+
+MINUTES = "duration_s / 60.0"
+
+
+def _pass(cond: str, value: str, window: int | str | None, requires: tuple) -> PassMeasure:
+    """A windowed conditional count or sum (minutes are summed as seconds, then divided)."""
+    full = cond
+    if window == "p60":
+        full += f" AND {prev60()}"
+    elif window is not None:
+        full += f" AND {within(int(window))}"
+    sql = cond_sum(full, value)
+    agg = "count" if value == "1" else "sum"
+    scale = 60.0 if value == MINUTES else 1.0
+    raw = "duration_s" if value == MINUTES else value
+    return PassMeasure(sql, requires, cond, raw, window, agg, scale)
+
+
+def _slope(value: str, cond: str, requires: tuple) -> PassMeasure:
     """Least-squares slope of weekly totals over the last 12 weeks, in one pass.
 
     The slope is linear in the weekly totals, so it is a weighted sum over rows:
@@ -36,80 +69,55 @@ def _slope(value: str, cond: str) -> str:
     n = SLOPE_WEEKS
     t_mean = (n - 1) / 2
     denom = sum((t - t_mean) ** 2 for t in range(n))
-    return (
-        f"coalesce(sum(({n - 1} - floor(age_s / {7 * 86400}) - {t_mean}) * {value})"
-        f" FILTER (WHERE {cond} AND age_s <= {n * 7 * 86400}), 0) / {denom}"
-    )
+    weight = f"({n - 1} - floor(age_s / {7 * 86400}) - {t_mean})"
+    cond = f"{cond} AND age_s <= {n * 7 * 86400}"
+    sql = f"coalesce(sum({weight} * {value}) FILTER (WHERE {cond}), 0) / {denom}"
+    scale = float(denom)
+    if value == MINUTES:
+        value, scale = "duration_s", scale * 60.0
+    return PassMeasure(sql, requires, cond, f"{weight} * {value}", None, "sum", scale)
 
 
 def measures(params: FeatureParams) -> dict[str, Measure]:
     """Aggregates over the event rows `ev` (one row per call before the cutoff, with `age_s`,
-    `hour_of_day` and `is_weekend` derived), plus the peer-, operator- and history-stage
+    `is_night` and `is_weekend` derived), plus the peer-, operator- and history-stage
     aggregates (their `sql` is built in `build_sql`)."""
     m: dict[str, Measure] = {}
     windows = sorted(set(params.windows) | {30})
+    sms = (*_BASE, "calls.kind", "calls.direction")
+    data = (*_BASE, "calls.kind", "calls.volume_mb")
+    net = (*_VOICE, "calls.peer_network")
+    mb = "coalesce(volume_mb, 0)"
     for w in windows:
-        win = within(w)
-        m[f"vo_min_{w}"] = Measure(cond_sum(f"{VOICE_OUT} AND {win}", "duration_s / 60.0"), _VOICE)
-        m[f"vo_n_{w}"] = Measure(cond_sum(f"{VOICE_OUT} AND {win}"), _VOICE)
-        m[f"vi_min_{w}"] = Measure(cond_sum(f"{VOICE_IN} AND {win}", "duration_s / 60.0"), _VOICE)
-        m[f"vi_n_{w}"] = Measure(cond_sum(f"{VOICE_IN} AND {win}"), _VOICE)
-        sms = (*_BASE, "calls.kind", "calls.direction")
-        m[f"so_n_{w}"] = Measure(cond_sum(f"kind = 'sms' AND direction = 'out' AND {win}"), sms)
-        m[f"si_n_{w}"] = Measure(cond_sum(f"kind = 'sms' AND direction = 'in' AND {win}"), sms)
-        m[f"data_mb_{w}"] = Measure(
-            cond_sum(f"kind = 'data' AND {win}", "coalesce(volume_mb, 0)"),
-            (*_BASE, "calls.kind", "calls.volume_mb"),
+        m[f"vo_min_{w}"] = _pass(VOICE_OUT, MINUTES, w, _VOICE)
+        m[f"vo_n_{w}"] = _pass(VOICE_OUT, "1", w, _VOICE)
+        m[f"vi_min_{w}"] = _pass(VOICE_IN, MINUTES, w, _VOICE)
+        m[f"vi_n_{w}"] = _pass(VOICE_IN, "1", w, _VOICE)
+        m[f"so_n_{w}"] = _pass("kind = 'sms' AND direction = 'out'", "1", w, sms)
+        m[f"si_n_{w}"] = _pass("kind = 'sms' AND direction = 'in'", "1", w, sms)
+        m[f"data_mb_{w}"] = _pass("kind = 'data'", mb, w, data)
+        m[f"offnet_min_{w}"] = _pass(f"{VOICE_OUT} AND peer_network = 'off_net'", MINUTES, w, net)
+        m[f"intl_min_{w}"] = _pass(
+            f"{VOICE_OUT} AND peer_network = 'international'", MINUTES, w, net
         )
-        m[f"offnet_min_{w}"] = Measure(
-            cond_sum(f"{VOICE_OUT} AND peer_network = 'off_net' AND {win}", "duration_s / 60.0"),
-            (*_VOICE, "calls.peer_network"),
+        m[f"voice_n_{w}"] = _pass("kind = 'voice'", "1", w, (*_BASE, "calls.kind"))
+        m[f"drop_n_{w}"] = _pass(
+            "kind = 'voice' AND dropped", "1", w, (*_BASE, "calls.kind", "calls.dropped")
         )
-        m[f"intl_min_{w}"] = Measure(
-            cond_sum(
-                f"{VOICE_OUT} AND peer_network = 'international' AND {win}", "duration_s / 60.0"
-            ),
-            (*_VOICE, "calls.peer_network"),
-        )
-        m[f"voice_n_{w}"] = Measure(cond_sum(f"kind = 'voice' AND {win}"), (*_BASE, "calls.kind"))
-        m[f"drop_n_{w}"] = Measure(
-            cond_sum(f"kind = 'voice' AND dropped AND {win}"),
-            (*_BASE, "calls.kind", "calls.dropped"),
-        )
-    p = prev60()
-    m["vo_min_p60"] = Measure(cond_sum(f"{VOICE_OUT} AND {p}", "duration_s / 60.0"), _VOICE)
-    m["vo_n_p60"] = Measure(cond_sum(f"{VOICE_OUT} AND {p}"), _VOICE)
-    m["data_mb_p60"] = Measure(
-        cond_sum(f"kind = 'data' AND {p}", "coalesce(volume_mb, 0)"),
-        (*_BASE, "calls.kind", "calls.volume_mb"),
-    )
-    m["offnet_min_p60"] = Measure(
-        cond_sum(f"{VOICE_OUT} AND peer_network = 'off_net' AND {p}", "duration_s / 60.0"),
-        (*_VOICE, "calls.peer_network"),
-    )
-    m["night_min_30"] = Measure(
-        cond_sum(f"{VOICE_OUT} AND is_night AND {within(30)}", "duration_s / 60.0"), _VOICE
-    )
-    m["weekend_min_30"] = Measure(
-        cond_sum(f"{VOICE_OUT} AND is_weekend AND {within(30)}", "duration_s / 60.0"), _VOICE
-    )
-    m["vo_min_slope"] = Measure(_slope("duration_s / 60.0", VOICE_OUT), _VOICE)
-    m["data_mb_slope"] = Measure(
-        _slope("coalesce(volume_mb, 0)", "kind = 'data'"), (*_BASE, "calls.kind", "calls.volume_mb")
-    )
+    m["vo_min_p60"] = _pass(VOICE_OUT, MINUTES, "p60", _VOICE)
+    m["vo_n_p60"] = _pass(VOICE_OUT, "1", "p60", _VOICE)
+    m["data_mb_p60"] = _pass("kind = 'data'", mb, "p60", data)
+    m["offnet_min_p60"] = _pass(f"{VOICE_OUT} AND peer_network = 'off_net'", MINUTES, "p60", net)
+    m["night_min_30"] = _pass(f"{VOICE_OUT} AND is_night", MINUTES, 30, _VOICE)
+    m["weekend_min_30"] = _pass(f"{VOICE_OUT} AND is_weekend", MINUTES, 30, _VOICE)
+    m["vo_min_slope"] = _slope(MINUTES, VOICE_OUT, _VOICE)
+    m["data_mb_slope"] = _slope(mb, "kind = 'data'", data)
     comp_req = (*_VOICE, "calls.peer_operator")
     for c in params.competitors:
         lit = str(c).replace("'", "''")
-        m[f"comp_{slug(c)}_min_30"] = Measure(
-            cond_sum(
-                f"{VOICE_OUT} AND peer_operator = '{lit}' AND {within(30)}", "duration_s / 60.0"
-            ),
-            comp_req,
-        )
-        m[f"comp_{slug(c)}_min_p60"] = Measure(
-            cond_sum(f"{VOICE_OUT} AND peer_operator = '{lit}' AND {p}", "duration_s / 60.0"),
-            comp_req,
-        )
+        cond = f"{VOICE_OUT} AND peer_operator = '{lit}'"
+        m[f"comp_{slug(c)}_min_30"] = _pass(cond, MINUTES, 30, comp_req)
+        m[f"comp_{slug(c)}_min_p60"] = _pass(cond, MINUTES, "p60", comp_req)
     # Later stages (separate scans): contacts, top competitor, last outgoing activity.
     for w in sorted(set(params.windows) | {90}):
         m[f"contacts_{w}"] = Measure("", (*_BASE, "calls.peer_id"))
@@ -120,8 +128,13 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
     m["top_comp_min_p60"] = Measure("", comp_req)
     # Last outgoing activity: from the main pass when within 90 days, else a history scan
     # restricted to the (few) customers with none in the main window.
-    m["last_out_90"] = Measure(
-        "min(CASE WHEN direction = 'out' THEN age_s END)", (*_BASE, "calls.direction")
+    m["last_out_90"] = PassMeasure(
+        "min(CASE WHEN direction = 'out' THEN age_s END)",
+        (*_BASE, "calls.direction"),
+        "direction = 'out'",
+        "age_s",
+        None,
+        "min",
     )
     m["last_out_old_s"] = Measure("", (*_BASE, "calls.direction"))
     return m
@@ -389,6 +402,7 @@ ROW_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("kind = 'voice'", "f_voice", "e.kind = 'voice'"),
     ("kind = 'data'", "f_data", "e.kind = 'data'"),
     ("duration_s / 60.0", "f_minutes", "e.duration_s / 60.0"),
+    ("duration_s", "f_dur", "e.duration_s"),
     ("coalesce(volume_mb, 0)", "f_mb", "coalesce(e.volume_mb, 0)"),
 )
 
@@ -421,14 +435,49 @@ def _operators(ctx, lookback: int) -> list[str]:
     return ops
 
 
-def _operator_sums(ctx, lookback: int) -> list[tuple[str, str]]:
+def _operator_sums(ctx, lookback: int) -> list[tuple[str, PassMeasure]]:
     out = []
     for i, op in enumerate(_operators(ctx, lookback)):
         lit = str(op).replace("'", "''")
         cond = f"{VOICE_OUT} AND peer_operator = '{lit}'"
-        out.append((f"_op{i}_30", cond_sum(f"{cond} AND {within(30)}", "duration_s / 60.0")))
-        out.append((f"_op{i}_p60", cond_sum(f"{cond} AND {prev60()}", "duration_s / 60.0")))
+        out.append((f"_op{i}_30", _pass(cond, MINUTES, 30, ())))
+        out.append((f"_op{i}_p60", _pass(cond, MINUTES, "p60", ())))
     return out
+
+
+def _window_buckets(params: FeatureParams) -> list[int]:
+    """Window bounds (days) of the main pass: its rows are first summed per (key, bucket of
+    age between two bounds), then each window adds up its buckets."""
+    return sorted(set(params.windows) | {30, TREND_LOOKBACK})
+
+
+def _two_stage(measures: list[tuple[str, PassMeasure]], bounds: list[int]) -> tuple[str, str]:
+    """The aggregate lists of the two stages: per (kid, bucket) one partial aggregate per
+    distinct (agg, condition, value), then per kid each measure from the buckets it spans."""
+    parts: dict[tuple[str, str, str], str] = {}
+    final = []
+    for name, x in measures:
+        key = (x.agg, x.cond, x.value)
+        part = parts.setdefault(key, f"_p{len(parts)}")
+        if x.window is None:
+            span = ""
+        elif x.window == "p60":
+            lo, hi = bounds.index(30), bounds.index(TREND_LOOKBACK)
+            span = f" FILTER (WHERE wb > {lo} AND wb <= {hi})"
+        else:
+            span = f" FILTER (WHERE wb <= {bounds.index(int(x.window))})"
+        if x.agg == "min":
+            expr = f"min({part}){span}"
+        else:
+            expr = f"coalesce(sum({part}){span}, 0)"
+        if x.scale != 1.0:
+            expr = f"{expr} / {x.scale!r}"
+        final.append(f"{expr} AS {name}")
+    first = []
+    for (agg, cond, value), part in parts.items():
+        where = "" if cond == "TRUE" else f" FILTER (WHERE {cond})"
+        first.append(f"{'count(*)' if agg == 'count' else f'{agg}({value})'}{where} AS {part}")
+    return ",\n    ".join(first), ",\n    ".join(final)
 
 
 def _top_competitor(ctx, lookback: int) -> str:
@@ -439,7 +488,7 @@ def _top_competitor(ctx, lookback: int) -> str:
     top = f"greatest({', '.join(f'_op{i}_30' for i in range(n))})" if n > 1 else "_op0_30"
     # Ties (including "no competitor call in 30 days") take the largest earlier figure, so
     # the result does not depend on which or how many operators the window holds.
-    cases = [f"CASE WHEN _op{i}_30 = {top} THEN _op{i}_p60 END" for i in range(n)]
+    cases = [f"CASE WHEN _op{i}_30 = {top} THEN _op{i}_p60 ELSE 0.0 END" for i in range(n)]
     before = f"greatest({', '.join(cases)})" if n > 1 else cases[0]
     return f"{top} AS top_comp_min_30, {before} AS top_comp_min_p60"
 
@@ -475,16 +524,21 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         scan = ctx.scan(
             "calls", ["customer_id", "started_at", *cols], ctx.time_range("started_at", lookback)
         )
-        agg_list = [(x, m[x].sql) for x in main]
+        agg_list = [(x, m[x]) for x in main]
         if any(x.startswith("top_comp_") for x in used):
             agg_list += _operator_sums(ctx, lookback)
         rewritten, flags = [], set()
-        for name, sql in agg_list:
-            sql, f = _with_row_flags(sql)
-            rewritten.append(f"{sql} AS {name}")
-            flags.update(f)
+        for name, x in agg_list:
+            cond, f1 = _with_row_flags(x.cond)
+            value, f2 = _with_row_flags(x.value)
+            rewritten.append((name, PassMeasure("", (), cond, value, x.window, x.agg, x.scale)))
+            flags.update(f1 + f2)
         flag_sql = "".join(f", {expr} AS {name}" for _, name, expr in ROW_FLAGS if name in flags)
         raw = [c for c in cols if c in ("dropped", "peer_operator")]
+        bounds = _window_buckets(params)
+        bucket = " ".join(
+            f"WHEN age_s <= {b * 86400} THEN {i}" for i, b in enumerate(bounds[:-1])
+        )
         ctes.append(
             "ev AS (SELECT k.kid, "
             f"{age} AS age_s, {night} AS is_night, {d.is_weekend('e.started_at')} AS is_weekend"
@@ -492,8 +546,16 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             + "".join(f", e.{c}" for c in raw)
             + f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lookback)})"
         )
-        aggs = ",\n    ".join(rewritten)
-        ctes.append(f"agg AS {d.materialized()}(SELECT kid,\n    {aggs}\n  FROM ev GROUP BY kid)")
+        first, final = _two_stage(rewritten, bounds)
+        # Stage 1 sums each (condition, value) once per age bucket, stage 2 adds buckets up per
+        # window: a third of the aggregate updates per row of one pass with every window.
+        ctes.append(
+            f"part AS (SELECT kid, CASE {bucket} ELSE {len(bounds) - 1} END AS wb,\n    {first}\n"
+            "  FROM ev GROUP BY kid, wb)"
+        )
+        ctes.append(
+            f"agg AS {d.materialized()}(SELECT kid,\n    {final}\n  FROM part GROUP BY kid)"
+        )
         joins.append("agg")
     contacts = [x for x in used if x.startswith(("contacts_", "onnet_"))]
     if contacts:

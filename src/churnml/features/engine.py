@@ -343,6 +343,7 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
         f"{''.join(', ' + c for c in inner)} FROM spine_kid s {' '.join(joins)})\n"
         f"SELECT {', '.join(select)} FROM j"
     )
+    log.debug("features final query: %s", sql)
     df = ctx.con.execute(sql).df()
     # Sorting the frame on the spine row number is cheaper than ORDER BY over wide rows.
     df = df.iloc[np.argsort(df["_row"].to_numpy(), kind="stable")].drop(columns="_row")
