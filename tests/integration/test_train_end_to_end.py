@@ -9,8 +9,14 @@ import pytest
 from mlflow import MlflowClient
 from tiny_dataset import BROKEN_RULES, write_tiny_dataset
 
+from churnml.config import compose_config
 from churnml.jobs import run_training
-from churnml.tracking import load_registered_model
+from churnml.tracking import (
+    latest_training_run,
+    load_registered_model,
+    run_summary,
+    setup_tracking,
+)
 from churnml.validation import ContractViolation
 
 pytestmark = pytest.mark.slow
@@ -87,3 +93,13 @@ def test_bad_dataset_folder_leaves_earlier_model_untouched(
     client = MlflowClient()
     champion = client.get_model_version_by_alias("churnml", "champion")
     assert str(champion.version) == good.model_version
+
+
+def test_same_config_and_seed_give_the_same_metrics(trained_project, tiny_dataset, tmp_path):
+    overrides = [f"data.path={tiny_dataset}", "data.name=tiny", "explain.max_rows=1000"]
+    again = run_training(compose_config("train", [f"paths.root_dir={tmp_path}", *overrides]))
+    first_cfg = compose_config("train", [f"paths.root_dir={trained_project}", *overrides])
+    setup_tracking(first_cfg.tracking)
+    first = run_summary(latest_training_run())["metrics"]
+    for name, value in again.metrics.items():
+        assert first[name] == pytest.approx(value, abs=1e-12), name
