@@ -83,7 +83,7 @@ def test_drivers_and_reasons_name_the_planted_causes(model, data):
     drivers = explain.driver_table(contrib, test["label"])
     assert set(drivers["feature"].head(2)) == {"port_out_queries_30d", "dropped_call_rate_90d"}
     assert drivers.loc[drivers["feature"] == "noise", "rank"].item() >= 3
-    families = explain.cause_family_table(drivers)
+    families = explain.cause_family_table(contrib, drivers)
     assert set(families["cause_family"].head(2)) == {"competitor", "network_quality"}
     reasons = explain.customer_reasons(contrib)
     heavy = test["port_out_queries_30d"] >= 2

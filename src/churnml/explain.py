@@ -115,17 +115,30 @@ def driver_table(contrib: Contributions, labels: pd.Series | None = None) -> pd.
     return table.reset_index(drop=True)
 
 
-def cause_family_table(drivers: pd.DataFrame) -> pd.DataFrame:
-    """Driver importance summed by cause family (the causes the operators' playbooks name)."""
+def cause_family_contributions(contrib: Contributions) -> pd.DataFrame:
+    """Per-row SHAP summed over each cause family's features (SHAP values add up)."""
+    families = [cause_family_of(c) for c in contrib.values.columns]
+    return contrib.values.T.groupby(families, sort=False).sum().T
+
+
+def cause_family_table(contrib: Contributions, drivers: pd.DataFrame) -> pd.DataFrame:
+    """Importance of each cause family (the causes the operators' playbooks name).
+
+    A family's contribution for a customer is the sum of its features' SHAP values; its
+    importance is the mean absolute value of that sum. Summing the features' own mean |SHAP|
+    instead would inflate families with many correlated features whose effects cancel.
+    """
+    by_family = cause_family_contributions(contrib)
     grouped = drivers.groupby("cause_family", sort=False).agg(
-        mean_abs_shap=("mean_abs_shap", "sum"),
-        features=("feature", "count"),
-        top_feature=("feature", "first"),
+        features=("feature", "count"), top_feature=("feature", "first")
     )
+    grouped["mean_abs_shap"] = by_family.abs().mean().reindex(grouped.index)
     grouped["share_of_total"] = grouped["mean_abs_shap"] / grouped["mean_abs_shap"].sum()
     grouped = grouped.sort_values("mean_abs_shap", ascending=False).reset_index()
     grouped.insert(1, "cause", [cause_label(f) for f in grouped["cause_family"]])
-    return grouped
+    return grouped[
+        ["cause_family", "cause", "mean_abs_shap", "share_of_total", "features", "top_feature"]
+    ]
 
 
 MIN_GROUP_SHARE = 0.01  # a finding speaks of at least 1 % of the base ...
@@ -299,16 +312,13 @@ def segment_drivers(
     rows = []
     y = labels.to_numpy()
     abs_values = contrib.values.abs()
+    family_abs = cause_family_contributions(contrib).abs()
     for column in segments.columns:
         keys = segments[column].astype(str).fillna("missing").to_numpy()
         for value in pd.unique(keys):
             mask = keys == value
             ranked = abs_values[mask].mean().sort_values(ascending=False)
-            families = (
-                ranked.groupby([cause_family_of(f) for f in ranked.index])
-                .sum()
-                .sort_values(ascending=False)
-            )
+            families = family_abs[mask].mean().sort_values(ascending=False)
             rows.append(
                 {
                     "segment": column,

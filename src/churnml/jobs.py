@@ -217,7 +217,7 @@ def _explain_and_report(
     contrib = explain.shap_contributions(model, rows)
     labels = rows["label"]
     drivers = explain.driver_table(contrib, labels)
-    families = explain.cause_family_table(drivers)
+    families = explain.cause_family_table(contrib, drivers)
     findings = explain.driver_findings(contrib, labels, drivers, cfg.explain.top_drivers)
     segment_columns = [c for c in (*cfg.evaluation.segment_columns, "region") if c in rows]
     segments = explain.segment_drivers(contrib, labels, rows[segment_columns])

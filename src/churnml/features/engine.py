@@ -269,10 +269,6 @@ def build_features(
     finally:
         con.close()
     result.index = out.index
-    # DuckDB sums floats in parallel, in an order that varies run to run; rounding the last
-    # bits away makes features, and so scores and reasons, identical on every run.
-    floats = result.select_dtypes("float").columns
-    result[floats] = result[floats].round(FEATURE_DECIMALS)
     out = pd.concat([out, result], axis=1)
     log.info(
         "features: %d rows x %d features in %.1f s",
@@ -336,7 +332,8 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
         if kinds[name] == "categorical":
             select.append(f"CAST({expr} AS VARCHAR) AS {name}")
         else:
-            select.append(f"CAST({expr} AS DOUBLE) AS {name}")
+            # NaN rather than NULL: numpy arrays without masks come straight out.
+            select.append(f"coalesce(CAST({expr} AS DOUBLE), CAST('NaN' AS DOUBLE)) AS {name}")
     inner += [f"w_{n}.{n}" for n in finals if f"LEFT JOIN w_{n} USING (kid)" in joins]
     sql = (
         f"WITH j AS (SELECT s._row, s.cutoff"
@@ -344,13 +341,31 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
         f"SELECT {', '.join(select)} FROM j"
     )
     log.debug("features final query: %s", sql)
-    df = ctx.con.execute(sql).df()
-    # Sorting the frame on the spine row number is cheaper than ORDER BY over wide rows.
-    df = df.iloc[np.argsort(df["_row"].to_numpy(), kind="stable")].drop(columns="_row")
-    df = df.reset_index(drop=True)
-    for name in order:
-        if kinds[name] == "categorical":
-            df[name] = pd.Categorical(df[name].astype(object))
-        else:
-            df[name] = df[name].astype("float64")
+    return _to_frame(ctx.con.execute(sql).fetchnumpy(), order, kinds)
+
+
+def _to_frame(cols: dict, order: list[str], kinds: dict[str, str]) -> pd.DataFrame:
+    """The fetched columns as a frame in spine order (`_row`): the numeric features go into one
+    float64 block, column by column, rounded in place (no wide intermediate frames)."""
+    rows = np.argsort(np.asarray(cols.pop("_row")), kind="stable")
+    numeric = [name for name in order if kinds[name] != "categorical"]
+    block = np.empty((len(rows), len(numeric)), dtype=np.float64, order="F")
+    for j, name in enumerate(numeric):
+        values = cols.pop(name)
+        if isinstance(values, np.ma.MaskedArray):
+            values = np.where(np.ma.getmaskarray(values), np.nan, values.data.astype(np.float64))
+        np.take(np.asarray(values, dtype=np.float64), rows, out=block[:, j])
+        del values
+    # DuckDB sums floats in parallel, in an order that varies run to run; rounding the last
+    # bits away makes features, and so scores and reasons, identical on every run.
+    np.round(block, FEATURE_DECIMALS, out=block)
+    df = pd.DataFrame(block, columns=numeric, copy=False)
+    for pos, name in enumerate(order):
+        if kinds[name] != "categorical":
+            continue
+        values = cols.pop(name)
+        if isinstance(values, np.ma.MaskedArray):
+            values = np.where(np.ma.getmaskarray(values), None, values.data.astype(object))
+        values = pd.Series(np.asarray(values, dtype=object)[rows], dtype=object, copy=False)
+        df.insert(pos, name, pd.Categorical(values))
     return df
