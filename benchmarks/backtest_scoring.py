@@ -24,7 +24,6 @@ from churnml.config import compose_config
 from churnml.io import dataset_as_of
 from churnml.jobs import run_scoring, run_training
 from churnml.simulate.truth import TRUTH_FILE
-from churnml.tracking import load_run_table
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("backtest")
