@@ -402,7 +402,7 @@ ROW_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("kind = 'voice'", "f_voice", "e.kind = 'voice'"),
     ("kind = 'data'", "f_data", "e.kind = 'data'"),
     ("duration_s / 60.0", "f_minutes", "e.duration_s / 60.0"),
-    ("duration_s", "f_dur", "e.duration_s"),
+    ("duration_s", "f_dur", "CAST(e.duration_s AS DOUBLE)"),
     ("coalesce(volume_mb, 0)", "f_mb", "coalesce(e.volume_mb, 0)"),
 )
 
@@ -468,6 +468,8 @@ def _two_stage(measures: list[tuple[str, PassMeasure]], bounds: list[int]) -> tu
             span = f" FILTER (WHERE wb <= {bounds.index(int(x.window))})"
         if x.agg == "min":
             expr = f"min({part}){span}"
+        elif x.agg == "count":
+            expr = f"coalesce(sum(CAST({part} AS DOUBLE)){span}, 0)"
         else:
             expr = f"coalesce(sum({part}){span}, 0)"
         if x.scale != 1.0:
@@ -536,9 +538,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         flag_sql = "".join(f", {expr} AS {name}" for _, name, expr in ROW_FLAGS if name in flags)
         raw = [c for c in cols if c in ("dropped", "peer_operator")]
         bounds = _window_buckets(params)
-        bucket = " ".join(
-            f"WHEN age_s <= {b * 86400} THEN {i}" for i, b in enumerate(bounds[:-1])
-        )
+        bucket = " ".join(f"WHEN age_s <= {b * 86400} THEN {i}" for i, b in enumerate(bounds[:-1]))
         ctes.append(
             "ev AS (SELECT k.kid, "
             f"{age} AS age_s, {night} AS is_night, {d.is_weekend('e.started_at')} AS is_weekend"
@@ -569,9 +569,10 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         # Contacts are told apart by a 64-bit hash of peer_id: grouping on integers is much
         # faster than on strings.
         ctes.append(
-            f"peers AS (SELECT k.kid, {d.hash64('e.peer_id')} AS ph, min({age}) AS last_age_s"
+            f"peers AS (SELECT k.kid, k.cutoff, {d.hash64('e.peer_id')} AS ph,"
+            f" min({age}) AS last_age_s"
             f" FROM {scan} e JOIN keys k ON {ctx.window_join('e', 'started_at', lb)}"
-            " GROUP BY k.kid, ph)"
+            " GROUP BY k.kid, k.cutoff, ph)"
         )
         parts = [
             f"count(CASE WHEN p.last_age_s <= {int(x.split('_')[1]) * 86400} THEN 1 END) AS {x}"
@@ -584,10 +585,10 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             # activated before the cutoff and not gone before the 90-day window. It left when
             # its subscription ended in the 90 days before the cutoff.
             active = (
-                "t.activated_at < kc.cutoff AND (t.terminated_at IS NULL"
-                f" OR t.terminated_at >= {d.minus_days('kc.cutoff', 90)})"
+                "t.activated_at < p.cutoff AND (t.terminated_at IS NULL"
+                f" OR t.terminated_at >= {d.minus_days('p.cutoff', 90)})"
             )
-            left = f"{active} AND t.terminated_at < kc.cutoff"
+            left = f"{active} AND t.terminated_at < p.cutoff"
             parts += [
                 f"sum(CASE WHEN p.last_age_s <= 7776000 AND {active} THEN 1 ELSE 0 END)"
                 " AS onnet_contacts_90",
@@ -596,7 +597,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             ]
             subs = ctx.scan("customers", ["customer_id", "activated_at", "terminated_at"])
             social_join = (
-                " JOIN keys kc ON kc.kid = p.kid LEFT JOIN (SELECT"
+                " LEFT JOIN (SELECT"
                 f" {d.hash64('customer_id')} AS ph, activated_at, terminated_at FROM {subs}) t"
                 " ON t.ph = p.ph"
             )
