@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import LabelConfig, SamplingConfig
+from churnml.contract import TERMINATION_REASONS
 from churnml.io import EVENT_TIME_COLUMNS, dataset_as_of, read_table, scan_sql, table_path
 
 log = logging.getLogger(__name__)
 
-TERMINATION_REASONS = ("voluntary", "port_out", "non_payment", "other")
 INVOLUNTARY_REASONS = ("non_payment",)
 SPLITS = ("train", "validation", "test")
 

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import ActionRule, EvaluationConfig, ScoringConfig
+from churnml.contract import SCORE_COLUMNS, VALUE_TIERS
 from churnml.errors import RunLockedError
 from churnml.explain import customer_reasons, shap_contributions
 from churnml.training import ChurnModel
@@ -24,25 +25,9 @@ from churnml.training import ChurnModel
 log = logging.getLogger(__name__)
 
 DAYS_PER_MONTH = 365.25 / 12
-SCORE_COLUMNS = (
-    "scoring_date",
-    "customer_id",
-    "churn_probability",
-    "risk_band",
-    "value_tier",
-    "revenue_at_risk",
-    "reason_1",
-    "reason_2",
-    "reason_3",
-    "action",
-    "model_name",
-    "model_version",
-    "run_id",
-)
 # Optional extensions of the contract's scores table.
 EXTRA_COLUMNS = ("main_cause", "monthly_revenue", "expected_profit", "priority_rank")
 DEFAULT_TIER_CUTS = (0.01, 0.05, 0.20)
-TIERS = ("A", "B", "C", "D")
 PSI_BINS = 10
 
 
@@ -60,7 +45,7 @@ def value_tiers(revenue: np.ndarray, cuts: tuple[float, ...] = DEFAULT_TIER_CUTS
     order = np.argsort(-np.nan_to_num(revenue, nan=-np.inf), kind="stable")
     share = np.empty(len(revenue))
     share[order] = (np.arange(len(revenue)) + 1) / max(len(revenue), 1)
-    return np.array(TIERS)[np.searchsorted(np.asarray(cuts), share, side="left")]
+    return np.array(VALUE_TIERS)[np.searchsorted(np.asarray(cuts), share, side="left")]
 
 
 def choose_actions(

@@ -43,6 +43,7 @@ from great_expectations.data_context.types.resource_identifiers import (
     ValidationResultIdentifier,
 )
 
+from churnml import contract
 from churnml.io import (
     EVENT_TIME_COLUMNS,
     TABLES,
@@ -171,24 +172,15 @@ UNIQUE_COLUMNS: dict[str, str] = {
     "payments": "payment_id",
 }
 ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("customers", "termination_reason"): ("voluntary", "port_out", "non_payment", "other"),
-    ("customers", "payment_type"): ("prepaid", "postpaid"),
-    ("customers", "gender"): ("F", "M", "U"),
-    ("calls", "direction"): ("out", "in"),
-    ("calls", "kind"): ("voice", "sms", "data"),
-    ("calls", "peer_network"): ("on_net", "off_net", "fixed", "international"),
-    ("transfers", "kind"): (
-        "port_out_query",
-        "port_out_request",
-        "port_out_cancel",
-        "plan_change",
-        "ownership_change",
-        "sim_swap",
-        "balance_transfer_out",
-        "balance_transfer_in",
-    ),
-    ("complaints", "category"): ("billing", "network", "service", "price", "product", "other"),
-    ("complaints", "channel"): ("call_center", "store", "online", "regulator"),
+    ("customers", "termination_reason"): contract.TERMINATION_REASONS,
+    ("customers", "payment_type"): contract.PAYMENT_TYPES,
+    ("customers", "gender"): contract.GENDERS,
+    ("calls", "direction"): contract.CALL_DIRECTIONS,
+    ("calls", "kind"): contract.CALL_KINDS,
+    ("calls", "peer_network"): contract.PEER_NETWORKS,
+    ("transfers", "kind"): contract.TRANSFER_KINDS,
+    ("complaints", "category"): contract.COMPLAINT_CATEGORIES,
+    ("complaints", "channel"): contract.COMPLAINT_CHANNELS,
 }
 # (table, column) -> (min, max, strict_min)
 RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
@@ -1108,18 +1100,7 @@ class ScoresInvalid(RuntimeError):
         super().__init__("\n".join(lines))
 
 
-SCORES_REQUIRED = (
-    "scoring_date",
-    "customer_id",
-    "churn_probability",
-    "risk_band",
-    "value_tier",
-    "revenue_at_risk",
-    "action",
-    "model_name",
-    "model_version",
-    "run_id",
-)
+SCORES_REQUIRED = tuple(c for c in contract.SCORE_COLUMNS if c not in contract.SCORE_NULLABLE)
 RULE_ELIGIBLE = "one row per eligible customer"
 
 
@@ -1155,10 +1136,10 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
         ContractRule(
             table,
             "value_tier",
-            rule_one_of(("A", "B", "C", "D")),
+            rule_one_of(contract.VALUE_TIERS),
             "in_set",
             ("value_tier",),
-            ("A", "B", "C", "D"),
+            contract.VALUE_TIERS,
         ),
     ]
     rules = [r for r in rules if set(r.needs) <= set(scores.columns)]

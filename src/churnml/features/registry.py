@@ -13,18 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from churnml.contract import CAUSE_FAMILIES
 from churnml.features.params import FAMILY_NAMES, FeatureParams
-
-CAUSE_FAMILIES: dict[str, str] = {
-    "usage_decline": "Usage decline",
-    "competitor": "Competitor pull",
-    "network_quality": "Network quality",
-    "service_complaints": "Service and complaints",
-    "billing_arrears": "Billing and arrears",
-    "price": "Price",
-    "contract_lifecycle": "Contract and life cycle",
-    "tenure_value": "Tenure and value",
-}
 
 KINDS = ("numeric", "categorical")
 

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-CAUSES = (
-    "usage_decline",
-    "competitor",
-    "network_quality",
-    "service_complaints",
-    "billing_arrears",
-    "price",
-    "contract_lifecycle",
-    "tenure_value",
-)
+from churnml import contract
+
+CAUSES = tuple(contract.CAUSE_FAMILIES)
 
 # Tariff plans: prepaid bundles first, then postpaid plans (ordered by fee within each type).
 PLAN_IDS = np.array(["PRE_BASIC", "PRE_SMART", "PRE_MAX", "POST_S", "POST_M", "POST_L", "POST_XL"])
@@ -36,29 +29,18 @@ COMPETITOR_SHARE = np.array([0.45, 0.35, 0.20])
 # PulseCom is the low-cost brand: price-sensitive customers lean to it.
 COMPETITOR_LOW_COST = 2
 
-PEER_NETWORKS = np.array(["on_net", "off_net", "fixed", "international"])
+PEER_NETWORKS = np.array(contract.PEER_NETWORKS)
 ON_NET, OFF_NET, FIXED, INTERNATIONAL = 0, 1, 2, 3
-KINDS = np.array(["voice", "sms", "data"])
+KINDS = np.array(contract.CALL_KINDS)
 VOICE, SMS, DATA = 0, 1, 2
-DIRECTIONS = np.array(["out", "in"])
+DIRECTIONS = np.array(contract.CALL_DIRECTIONS)
 
-TERMINATION_REASONS = np.array(["voluntary", "port_out", "non_payment", "other"])
+TERMINATION_REASONS = np.array(contract.TERMINATION_REASONS)
 VOLUNTARY, PORT_OUT, NON_PAYMENT, OTHER = 0, 1, 2, 3
 
-TRANSFER_KINDS = np.array(
-    [
-        "port_out_query",
-        "port_out_request",
-        "port_out_cancel",
-        "plan_change",
-        "ownership_change",
-        "sim_swap",
-        "balance_transfer_out",
-        "balance_transfer_in",
-    ]
-)
-COMPLAINT_CATEGORIES = np.array(["billing", "network", "service", "price", "product", "other"])
-COMPLAINT_CHANNELS = np.array(["call_center", "store", "online", "regulator"])
+TRANSFER_KINDS = np.array(contract.TRANSFER_KINDS)
+COMPLAINT_CATEGORIES = np.array(contract.COMPLAINT_CATEGORIES)
+COMPLAINT_CHANNELS = np.array(contract.COMPLAINT_CHANNELS)
 REGULATOR = 3
 
 # Relative activity by hour of day (0..23): weekday and weekend, voice/SMS and data.
