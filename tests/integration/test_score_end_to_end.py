@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from churnml.config import compose_config
-from churnml.errors import RunLockedError
+from churnml.errors import NoEligibleCustomersError, RunLockedError
 from churnml.io import DatasetError
 from churnml.jobs import run_scoring, scoring_folder
 from churnml.scoring import SCORE_COLUMNS, scoring_lock
@@ -117,3 +117,8 @@ def test_no_champion_exits_with_its_own_code(tiny_dataset: Path, tmp_path: Path)
     )
     assert completed.returncode == 3, completed.stderr[-2000:]
     assert "no version with alias 'champion'" in completed.stderr
+
+
+def test_no_eligible_customer_is_its_own_error(trained_project: Path, tiny_dataset: Path):
+    with pytest.raises(NoEligibleCustomersError, match="no customer"):
+        run_scoring(_score_config(trained_project, tiny_dataset, "scoring.date=1990-01-01"))

@@ -1,0 +1,42 @@
+"""`make tune`: an Optuna sweep whose trials are MLflow runs nested under one parent run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_sweep_nests_trials_under_a_parent_run_and_registers_nothing(tiny_dataset, tmp_path):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "pipelines" / "train.py"),
+            "hparams_search=lightgbm_optuna",
+            "hydra.sweeper.n_trials=2",
+            f"paths.root_dir={tmp_path}",
+            f"data.path={tiny_dataset}",
+            "validation.enabled=false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    parent = runs[runs["tags.job"] == "tune"]
+    trials = runs[runs["tags.job"] == "train"]
+    assert len(parent) == 1 and len(trials) == 2
+    assert (trials["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]).all()
+    assert trials["metrics.val_roc_auc"].notna().all()
+    assert mlflow.MlflowClient().search_registered_models() == []
