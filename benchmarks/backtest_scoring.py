@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from churnml.config import compose_config
 from churnml.io import dataset_as_of
 from churnml.jobs import run_scoring, run_training
 from churnml.simulate.truth import TRUTH_FILE
+from churnml.tracking import load_run_table
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("backtest")
@@ -41,6 +43,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cut = withhold_after(args.dataset, root / "cut", date)
+        # The true probabilities only grade the model (test_truth_roc_auc); it never reads them.
+        shutil.copytree(args.dataset / TRUTH_FILE.parent, cut / TRUTH_FILE.parent)
         started = time.perf_counter()
         trained = run_training(
             compose_config(
@@ -69,12 +73,23 @@ def main() -> None:
         horizon = int(
             mlflow.MlflowClient().get_run(trained.run_id).data.params["label.horizon_days"]
         )
+        families = load_run_table(trained.run_id, "drivers/families.parquet")
     outcomes = score_outcomes(scores, args.dataset, horizon)
     auc = backtest_auc(outcomes)
-    truth = pd.read_parquet(
-        args.dataset / TRUTH_FILE, columns=["customer_id", "month", "main_cause"]
-    )
-    truth = truth[pd.to_datetime(truth["month"]) == date].set_index("customer_id")["main_cause"]
+    truth_all = pd.read_parquet(args.dataset / TRUTH_FILE)
+    recent = pd.to_datetime(truth_all["month"]).between(date - pd.DateOffset(months=6), date)
+    hazards = truth_all.loc[recent].filter(like="hazard_").mean()
+    hazards.index = hazards.index.str.removeprefix("hazard_")
+    causes = pd.concat(
+        [
+            families.set_index("cause_family")["share_of_total"].rename("report"),
+            (hazards / hazards.sum()).rename("planted"),
+        ],
+        axis=1,
+    ).fillna(0.0)
+    spearman = causes["report"].rank().corr(causes["planted"].rank())
+    month = pd.to_datetime(truth_all["month"]) == date
+    truth = truth_all.loc[month].set_index("customer_id")["main_cause"]
     churners = outcomes[outcomes["churned"]].copy()
     churners["planted"] = churners["customer_id"].map(truth)
     agree = (churners["main_cause"] == churners["planted"]).mean()
@@ -100,6 +115,13 @@ def main() -> None:
         "- most frequent main reason per planted cause: "
         + "; ".join(f"{k} -> {v}" for k, v in top.items())
     )
+    print(
+        f"- cause families in the training report vs the simulator's planted hazard shares "
+        f"(6 months to {date.date()}; Spearman rank correlation {spearman:.2f}):\n"
+    )
+    print("| cause family | report share | planted share |\n|---|---|---|")
+    for name, row in causes.sort_values("planted", ascending=False).iterrows():
+        print(f"| {name} | {row['report']:.1%} | {row['planted']:.1%} |")
 
 
 if __name__ == "__main__":

@@ -126,7 +126,11 @@ def _child(args: argparse.Namespace) -> None:
         res = run_duckdb(dataset, cutoff, ["calls"])
     else:
         res = run_pandas_calls(dataset, cutoff)
-    res["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    res["peak_rss_gb"] = usage.ru_maxrss / 1024**2
+    # CPU seconds of the whole child (all threads): less sensitive than wall time to other
+    # work on a shared machine (2 cores: uncontended wall >= cpu / 2).
+    res["cpu_s"] = usage.ru_utime + usage.ru_stime
     print("RESULT " + json.dumps(res), flush=True)
 
 
@@ -207,10 +211,12 @@ def main() -> None:
 def _fmt(rs: list[dict]) -> str:
     ok = [r for r in rs if "error" not in r]
     if not ok:
-        return f"failed ({rs[0]['error']}) | | "
+        return f"failed ({rs[0]['error']}) | | | "
     walls = " / ".join(f"{r['wall_s']:.1f}" for r in ok)
     mems = " / ".join(f"{r['peak_rss_gb']:.2f}" for r in ok)
-    return f"{walls} s | {mems} GB | {ok[0]['features']} features x {ok[0]['rows']:,} rows"
+    cpus = " / ".join(f"{r.get('cpu_s', float('nan')):.0f}" for r in ok)
+    out = f"{ok[0]['features']} features x {ok[0]['rows']:,} rows"
+    return f"{walls} s | {cpus} s | {mems} GB | {out}"
 
 
 def _best(rs: list[dict], key: str) -> float | None:
@@ -237,8 +243,8 @@ def _write_results(path: Path, dataset: Path, small: Path, cutoff: pd.Timestamp,
         "",
         f"Each figure: {n} run(s), in order, each in a fresh process.",
         "",
-        "| run | wall | peak RSS | output |",
-        "|---|---|---|---|",
+        "| run | wall | CPU (process) | peak RSS | output |",
+        "|---|---|---|---|---|",
         f"| (a) all families, DuckDB, `{dataset.name}` | {_fmt(runs['all'])} |",
         f"| call patterns only, DuckDB, `{dataset.name}` | {_fmt(runs['calls'])} |",
     ]

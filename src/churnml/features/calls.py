@@ -401,7 +401,6 @@ ROW_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("direction = 'out'", "f_out", "e.direction = 'out'"),
     ("kind = 'voice'", "f_voice", "e.kind = 'voice'"),
     ("kind = 'data'", "f_data", "e.kind = 'data'"),
-    ("duration_s / 60.0", "f_minutes", "e.duration_s / 60.0"),
     ("duration_s", "f_dur", "CAST(e.duration_s AS DOUBLE)"),
     ("coalesce(volume_mb, 0)", "f_mb", "coalesce(e.volume_mb, 0)"),
 )
