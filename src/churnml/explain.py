@@ -259,10 +259,31 @@ def _reason_text(feature: str, value) -> str | None:
         return None
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    number = _is_number(value)
     try:
-        return spec.reason.format(value=value, pct=value * 100 if _is_number(value) else value)
+        return spec.reason.format(
+            value=value,
+            pct=value * 100 if number else value,
+            trend=_trend_words(value) if number else value,
+        )
     except (ValueError, TypeError, KeyError):
         return f"{spec.description}: {value}"
+
+
+def _trend_words(ratio: float) -> str:
+    """A symmetric change r = (recent - before) / (recent + before) in plain words.
+
+    recent / before = (1 + r) / (1 - r), so the relative change is 2r / (1 - r):
+    r = -0.55 reads "down 71 %", r = 1 (nothing before) reads "new".
+    """
+    if ratio >= 1:
+        return "new (none before)"
+    if ratio <= -1:
+        return "stopped (down 100 %)"
+    change = 2 * ratio / (1 - ratio) * 100
+    if abs(change) < 0.5:
+        return "unchanged"
+    return f"{'up' if change > 0 else 'down'} {abs(change):.0f} %"
 
 
 def _is_number(value) -> bool:

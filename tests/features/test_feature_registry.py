@@ -42,7 +42,7 @@ def test_registry_is_consistent():
         assert s.kind in ("numeric", "categorical")
         assert s.name.isidentifier() and s.name == s.name.lower()
         if s.reason is not None:
-            s.reason.format(value=1.0, pct=10.0)
+            s.reason.format(value=1.0, pct=10.0, trend="down 10 %")
     assert feature_spec("overdue_amount").cause_family == "billing_arrears"
 
 

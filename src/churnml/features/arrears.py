@@ -99,7 +99,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         table="payments",
         window_days=90,
         fill=None,
-        reason="top-ups changed by {value:+.2f} (relative) in the last 30 days",
+        reason="top-ups {trend} in the last 30 days vs the 2 months before",
     )
     b.add(
         "days_since_last_topup",

@@ -253,7 +253,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         trend("vo_min_30", "vo_min_p60"),
         window_days=90,
         fill=None,
-        reason="outgoing call minutes changed by {value:+.2f} (relative) in the last 30 days",
+        reason="outgoing call minutes {trend} in the last 30 days vs the 2 months before",
     )
     b.add(
         "voice_out_calls_trend_30d_vs_prev60d",
@@ -262,7 +262,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         trend("vo_n_30", "vo_n_p60"),
         window_days=90,
         fill=None,
-        reason="outgoing calls changed by {value:+.2f} (relative) in the last 30 days",
+        reason="outgoing calls {trend} in the last 30 days vs the 2 months before",
     )
     b.add(
         "data_mb_trend_30d_vs_prev60d",
@@ -271,7 +271,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         trend("data_mb_30", "data_mb_p60"),
         window_days=90,
         fill=None,
-        reason="data use changed by {value:+.2f} (relative) in the last 30 days",
+        reason="data use {trend} in the last 30 days vs the 2 months before",
     )
     b.add(
         "voice_out_minutes_weekly_slope_12w",
@@ -314,7 +314,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         "offnet_min_30 / nullif(vo_min_30, 0) - offnet_min_p60 / nullif(vo_min_p60, 0)",
         window_days=90,
         fill=None,
-        reason="share of calls to other operators up {pct:+.0f} points in the last 30 days",
+        reason="share of calls to other operators {pct:+.0f} points in the last 30 days",
     )
     b.add(
         "top_competitor_out_share_30d",
@@ -334,7 +334,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         " - coalesce(top_comp_min_p60, 0) / nullif(vo_min_p60, 0)",
         window_days=90,
         fill=None,
-        reason="calls to one competing operator up {pct:+.0f} points in the last 30 days",
+        reason="share of calls to one competing operator {pct:+.0f} points in the last 30 days",
     )
     for c in params.competitors:
         s = slug(c)
@@ -354,7 +354,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
             f"comp_{s}_min_30 / nullif(vo_min_30, 0) - comp_{s}_min_p60 / nullif(vo_min_p60, 0)",
             window_days=90,
             fill=None,
-            reason=f"calls to {c} up {{pct:+.0f}} points in the last 30 days",
+            reason=f"share of calls to {c} {{pct:+.0f}} points in the last 30 days",
         )
     b.add(
         "days_since_last_out_activity",

@@ -29,6 +29,8 @@ class FeatureSpec:
     window_days: int | None
     cause_family: str
     kind: str = "numeric"
+    # Plain-words template for per-customer reasons: {value}, {pct} (value x 100) and {trend}
+    # (a symmetric change in words, "down 71 %"); None: never cited as a reason.
     reason: str | None = None
     requires: tuple[str, ...] = ()
 
