@@ -36,7 +36,7 @@ def _simulate(target: Path, *overrides: str) -> None:
 
 def main() -> int:
     _simulate(DEFAULT)
-    _simulate(LARGE, "simulate=large")
+    _simulate(LARGE, "simulate=large", "simulate.name=telco_sim_large")
     _simulate(
         MEDIUM, "simulate=large", "simulate.name=telco_sim_200k", "simulate.n_customers=200000"
     )
