@@ -32,11 +32,13 @@ def test_sweep_nests_trials_under_a_parent_run_and_registers_nothing(tiny_datase
         env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
     runs = mlflow.search_runs(search_all_experiments=True)
     parent = runs[runs["tags.job"] == "tune"]
     trials = runs[runs["tags.job"] == "train"]
     assert len(parent) == 1 and len(trials) == 2
     assert (trials["tags.mlflow.parentRunId"] == parent["run_id"].iloc[0]).all()
     assert trials["metrics.val_roc_auc"].notna().all()
-    assert mlflow.MlflowClient().search_registered_models() == []
+    registry = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
+    assert registry.search_registered_models() == []
