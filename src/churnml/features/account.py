@@ -144,11 +144,7 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
 def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     d = ctx.dialect
     used = {m for f in defs for m in f.measures}
-    cust_cols = {
-        r.split(".")[1] for f in defs for r in f.spec.requires if r.startswith("customers.")
-    }
-    cust_cols |= {"customer_id"}
-    cust = ctx.scan("customers", sorted(cust_cols))
+    cust = ctx.scan("customers", ctx.needed_columns("customers", defs, "customer_id"))
     ctes = [f"c AS {cust}"]
     joins = ["LEFT JOIN c ON c.customer_id = k.customer_id"]
     expr = {

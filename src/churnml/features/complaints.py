@@ -143,10 +143,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     m = measures(params)
     used = list(dict.fromkeys(x for f in defs for x in f.measures))
     hist = max(params.history_days, *params.windows, 90)
-    cols = sorted(
-        {r.split(".")[1] for f in defs for r in f.spec.requires if r.startswith("complaints.")}
-        | {"customer_id", "opened_at"}
-    )
+    cols = ctx.needed_columns("complaints", defs, "customer_id", "opened_at")
     scan = ctx.scan("complaints", cols, ctx.time_range("opened_at", hist))
     extra = ""
     if "resolved_at" in cols:

@@ -78,6 +78,15 @@ class Context:
         table, _, column = qualified.partition(".")
         return column in self.columns.get(table, set())
 
+    @staticmethod
+    def needed_columns(table: str, defs: list[FeatureDef], *always: str) -> list[str]:
+        """The columns of `table` that these features read, plus `always` (keys, times)."""
+        prefix = f"{table}."
+        needed = {
+            r.removeprefix(prefix) for f in defs for r in f.spec.requires if r.startswith(prefix)
+        }
+        return sorted(needed | set(always))
+
     def scan(self, table: str, columns: list[str], where: str | None = None) -> str:
         """A subquery reading only `columns` of `table` (ids as VARCHAR, times as TIMESTAMP),
         filtered inside the scan so Parquet row groups are skipped."""

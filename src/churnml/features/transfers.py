@@ -176,10 +176,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     plan = [x for x in used if x in ("plan_down_90", "plan_up_90", "fee_change_90")]
     main = [x for x in used if x not in plan]
     hist = max(params.history_days, *params.windows, PLAN_WINDOW)
-    cols = sorted(
-        {r.split(".")[1] for f in defs for r in f.spec.requires if r.startswith("transfers.")}
-        | {"customer_id", "occurred_at", "kind"}
-    )
+    cols = ctx.needed_columns("transfers", defs, "customer_id", "occurred_at", "kind")
     ctes = [f"t AS {ctx.scan('transfers', cols, ctx.time_range('occurred_at', hist))}"]
     joins = []
     age = d.seconds_between("t.occurred_at", "k.cutoff")
