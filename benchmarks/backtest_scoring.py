@@ -29,6 +29,12 @@ from churnml.tracking import load_run_table
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("backtest")
+DEFAULT_METHOD = "path attributions, exact TreeSHAP for the top of the call lists (default)"
+REASON_METHODS = {
+    DEFAULT_METHOD: [],
+    "path attributions for everyone": ["scoring.exact_reasons_rows=0"],
+    "exact TreeSHAP for everyone": ["scoring.attribution=treeshap"],
+}
 
 
 def main() -> None:
@@ -57,19 +63,24 @@ def main() -> None:
             )
         )
         train_s = time.perf_counter() - started
-        started = time.perf_counter()
-        scored = run_scoring(
-            compose_config(
-                "score",
-                [
-                    f"paths.root_dir={root}",
-                    f"data.path={cut}",
-                    "data.name=backtest",
-                ],
+        scores_by_method = {}
+        for method, overrides in REASON_METHODS.items():
+            started = time.perf_counter()
+            scored = run_scoring(
+                compose_config(
+                    "score",
+                    [
+                        f"paths.root_dir={root}",
+                        f"data.path={cut}",
+                        "data.name=backtest",
+                        f"scoring.output_dir={root}/scores/{len(scores_by_method)}",
+                        *overrides,
+                    ],
+                )
             )
-        )
-        score_s = time.perf_counter() - started
-        scores = pd.read_parquet(scored.scores_path)
+            score_s = time.perf_counter() - started
+            scores_by_method[method] = (pd.read_parquet(scored.scores_path), score_s)
+        scores, score_s = scores_by_method[DEFAULT_METHOD]
         horizon = int(
             mlflow.MlflowClient().get_run(trained.run_id).data.params["label.horizon_days"]
         )
@@ -90,9 +101,13 @@ def main() -> None:
     spearman = causes["report"].rank().corr(causes["planted"].rank())
     month = pd.to_datetime(truth_all["month"]) == date
     truth = truth_all.loc[month].set_index("customer_id")["main_cause"]
+    agreement = {}
+    for method, (method_scores, method_s) in scores_by_method.items():
+        churners = score_outcomes(method_scores, args.dataset, horizon).query("churned").copy()
+        churners["planted"] = churners["customer_id"].map(truth)
+        agreement[method] = ((churners["main_cause"] == churners["planted"]).mean(), method_s)
     churners = outcomes[outcomes["churned"]].copy()
     churners["planted"] = churners["customer_id"].map(truth)
-    agree = (churners["main_cause"] == churners["planted"]).mean()
     by_chance = (churners["planted"].value_counts(normalize=True) ** 2).sum()
     top = churners.groupby("planted")["main_cause"].agg(lambda s: s.value_counts().index[0])
     print(f"\n## Scoring backtest on {args.dataset.name} ({pd.Timestamp.now():%Y-%m-%d})\n")
@@ -108,9 +123,11 @@ def main() -> None:
         f"({int(outcomes['churned'].sum()):,} churners)"
     )
     print(
-        f"- churners whose main reason is the simulator's planted main cause: {agree:.1%} "
-        f"(chance agreement {by_chance:.1%})"
+        f"- churners whose main reason is the simulator's planted main cause "
+        f"(chance agreement {by_chance:.1%}), by how the reasons were computed:"
     )
+    for method, (agree, method_s) in agreement.items():
+        print(f"  - {method}: {agree:.1%} (scoring {method_s:.0f} s)")
     print(
         "- most frequent main reason per planted cause: "
         + "; ".join(f"{k} -> {v}" for k, v in top.items())

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from churnml import evaluation, explain
-from churnml.config import EvaluationConfig, ModelConfig, compose_config
+from churnml.config import Attribution, EvaluationConfig, ModelConfig, compose_config
+from churnml.scoring import score_frame
 from churnml.training import FeatureFrameSpec, TrainingError, train_model
 
 
@@ -68,18 +69,79 @@ def test_customer_id_does_not_change_the_score(model, data):
     np.testing.assert_array_equal(model.predict_proba(renamed), model.predict_proba(test))
 
 
-def test_shap_contributions_add_up_to_the_raw_score(model, data):
+@pytest.mark.parametrize("method", explain.ATTRIBUTION_METHODS)
+def test_contributions_add_up_to_the_raw_score(model, data, method):
     _, _, test = data
     rows = test.head(500)
-    contrib = explain.shap_contributions(model, rows)
+    contrib = explain.contributions(model, rows, method)
     raw = model.predict_raw(rows)
     logit = np.log(raw / (1 - raw))
     np.testing.assert_allclose(contrib.values.sum(axis=1) + contrib.base_value, logit, atol=1e-6)
+    assert contrib.values.index.equals(rows.index)
 
 
-def test_drivers_and_reasons_name_the_planted_causes(model, data):
+@pytest.fixture(scope="module")
+def lightgbm_model(data):
+    train, validation, _ = data
+    settings = compose_config("train", ["model=lightgbm", "run_dir=/tmp/unused"]).model
+    return train_model(train, validation, FEATURES, settings, seed=1)
+
+
+def test_path_attributions_share_treeshap_base_value_and_top_driver(lightgbm_model, data):
+    model, test = lightgbm_model, data[2]
+    exact = explain.contributions(model, test, "treeshap")
+    path = explain.contributions(model, test, "path")
+    assert path.base_value == pytest.approx(exact.base_value, abs=1e-9)
+    same_top = (exact.values.idxmax(axis=1) == path.values.idxmax(axis=1)).mean()
+    assert same_top > 0.85
+
+
+def test_path_attributions_are_exact_shap_for_stumps(data):
+    """With one split per tree a customer's path credits exactly its SHAP value."""
+    train, validation, test = data
+    settings = compose_config("train", ["model=lightgbm", "run_dir=/tmp/unused"]).model
+    settings.params = {**settings.params, "num_leaves": 2}
+    model = train_model(train, validation, FEATURES, settings, seed=1)
+    exact = explain.contributions(model, test.head(300), "treeshap")
+    path = explain.contributions(model, test.head(300), "path")
+    np.testing.assert_allclose(path.values.to_numpy(), exact.values.to_numpy(), atol=1e-9)
+
+
+def test_scoring_gives_the_top_of_the_call_lists_exact_reasons(lightgbm_model, data):
+    rng = np.random.default_rng(4)
+    test = data[2].assign(arpu_monthly_3m=rng.gamma(2.0, 15.0, len(data[2])))
+    cfg = compose_config("score", ["run_dir=/tmp/unused", "scoring.exact_reasons_rows=100"])
+    args = (pd.Timestamp("2025-01-01"), "churnml", "1", "run", cfg.scoring, cfg.evaluation)
+    mixed = score_frame(lightgbm_model, test, *args)
+    cfg.scoring.attribution = Attribution.treeshap
+    exact = score_frame(lightgbm_model, test, *args).set_index("customer_id")
+
+    assert (mixed.head(100)["reason_method"] == "shap").all()
+    top_profit = mixed.nlargest(100, "expected_profit")
+    assert (top_profit["reason_method"] == "shap").all()
+    assert (mixed["reason_method"] == "path").sum() >= len(test) - 200
+    assert (exact["reason_method"] == "shap").all()
+    reason_columns = ["reason_1", "reason_2", "reason_3", "main_cause", "action"]
+    shap_rows = mixed[mixed["reason_method"] == "shap"].set_index("customer_id")
+    pd.testing.assert_frame_equal(
+        shap_rows[reason_columns], exact.loc[shap_rows.index, reason_columns]
+    )
+    path_rows = mixed[mixed["reason_method"] == "path"].set_index("customer_id")
+    agreement = (path_rows["main_cause"] == exact.loc[path_rows.index, "main_cause"]).mean()
+    assert agreement > 0.8
+    numbers = ["churn_probability", "revenue_at_risk", "expected_profit", "priority_rank"]
+    pd.testing.assert_frame_equal(mixed[numbers], exact.reset_index()[numbers])
+
+
+def test_unknown_attribution_method_is_refused(model, data):
+    with pytest.raises(ValueError, match="saabas"):
+        explain.contributions(model, data[2].head(5), "saabas")
+
+
+@pytest.mark.parametrize("method", explain.ATTRIBUTION_METHODS)
+def test_drivers_and_reasons_name_the_planted_causes(model, data, method):
     _, _, test = data
-    contrib = explain.shap_contributions(model, test)
+    contrib = explain.contributions(model, test, method)
     drivers = explain.driver_table(contrib, test["label"])
     assert set(drivers["feature"].head(2)) == {"port_out_queries_30d", "dropped_call_rate_90d"}
     assert drivers.loc[drivers["feature"] == "noise", "rank"].item() >= 3

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,17 @@ class EvaluationConfig:
     )
 
 
+class Attribution(StrEnum):
+    """How per-customer contributions are computed; see `churnml.explain`."""
+
+    treeshap = "treeshap"
+    path = "path"
+
+
 @dataclass
 class ExplainConfig:
     enabled: bool = True
+    attribution: Attribution = Attribution.treeshap
     max_rows: int = 20_000
     top_drivers: int = 15
     dependence_plots: int = 4
@@ -167,6 +176,8 @@ class ScoringConfig:
     revenue_feature: str = "arpu_monthly_3m"
     psi_threshold: float = 0.2
     psi_top_features: int = 10
+    attribution: Attribution = Attribution.path
+    exact_reasons_rows: int = 5000
     default_action: str = "monitor"
     actions: list[ActionRule] = field(default_factory=list)
 

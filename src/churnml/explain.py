@@ -1,8 +1,13 @@
 """SHAP loss drivers: per-customer contributions, driver tables, findings and reasons.
 
-Contributions are TreeSHAP values from LightGBM's own `pred_contrib` (exact, fast, works with
-native categoricals) in raw-score (log-odds) space; for the logistic baseline they are the exact
-linear SHAP values. The feature registry maps each feature to its cause family and reason text.
+Contributions are in raw-score (log-odds) space and add up to the model's raw score. Two methods:
+- "treeshap": exact TreeSHAP from LightGBM's own `pred_contrib` (works with native categoricals);
+  its cost grows with trees x leaves x depth^2, about 3 ms a customer for a 1M-row model.
+- "path": path attributions (Saabas): each split on the customer's path through a tree credits
+  its feature with the change in the tree's expected output. Cost grows with trees x depth,
+  about 100x faster; it is what makes reasons for a million customers fit a nightly run.
+For the logistic baseline both are the exact linear SHAP values. The feature registry maps each
+feature to its cause family and reason text.
 """
 
 from __future__ import annotations
@@ -13,15 +18,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
+import numba
 import numpy as np
 import pandas as pd
 
+from churnml.config import Attribution
 from churnml.features import CAUSE_FAMILIES, FeatureSpec, feature_spec
 from churnml.training import ChurnModel, _as_sklearn_frame
 
 log = logging.getLogger(__name__)
 
 UNMAPPED_FAMILY = "other"
+ATTRIBUTION_METHODS = tuple(method.value for method in Attribution)
+PATH_CHUNK_ROWS = 100_000
 
 
 @cache
@@ -56,8 +65,19 @@ def describe_feature(feature: str) -> str:
     return spec.description if spec else feature.replace("_", " ")
 
 
-def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
+def contributions(
+    model: ChurnModel, features: pd.DataFrame, method: str | Attribution
+) -> Contributions:
     """Per-row, per-feature contributions to the raw (uncalibrated) log-odds score."""
+    if method not in ATTRIBUTION_METHODS:
+        raise ValueError(f"attribution method {method!r} unknown; use one of {ATTRIBUTION_METHODS}")
+    if method == "path":
+        return path_contributions(model, features)
+    return shap_contributions(model, features)
+
+
+def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
+    """Exact TreeSHAP values (linear SHAP for the logistic baseline)."""
     prepared = model.spec.prepare(features)
     columns = model.spec.columns
     if model.kind == "lightgbm":
@@ -67,6 +87,101 @@ def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
     else:
         values, base = _linear_contributions(model, prepared)
     return Contributions(values=values, base_value=base, features=prepared)
+
+
+def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
+    """Path (Saabas) attributions: like TreeSHAP they add up to the raw score, at tree-depth cost.
+
+    The base value is the count-weighted expected output of the trees, the same as TreeSHAP's.
+    """
+    prepared = model.spec.prepare(features)
+    if model.kind != "lightgbm":
+        values, base = _linear_contributions(model, prepared)
+        return Contributions(values=values, base_value=base, features=prepared)
+    booster = model.estimator
+    first_rows = booster.predict(prepared.head(1), pred_leaf=True)
+    paths = _leaf_paths(booster, n_trees=first_rows.shape[1])
+    values = np.empty((len(prepared), len(model.spec.columns)))
+    for start in range(0, len(prepared), PATH_CHUNK_ROWS):
+        chunk = prepared.iloc[start : start + PATH_CHUNK_ROWS]
+        leaves = np.ascontiguousarray(booster.predict(chunk, pred_leaf=True), dtype=np.int32)
+        values[start : start + len(chunk)] = _sum_leaf_paths(
+            leaves, paths.tree_offset, paths.start, paths.feature, paths.delta, values.shape[1]
+        )
+        log.debug("path attributions: %d of %d rows", start + len(chunk), len(prepared))
+    frame = pd.DataFrame(values, columns=model.spec.columns, index=features.index)
+    return Contributions(values=frame, base_value=paths.base_value, features=prepared)
+
+
+@dataclass(frozen=True)
+class _LeafPaths:
+    """For every leaf of every tree (global id = tree_offset[tree] + leaf index), the features
+    split on between the root and the leaf and the change in expected output each one made,
+    stored CSR-style: entries start[leaf] .. start[leaf + 1]."""
+
+    tree_offset: np.ndarray
+    start: np.ndarray
+    feature: np.ndarray
+    delta: np.ndarray
+    base_value: float
+
+
+def _leaf_paths(booster, n_trees: int) -> _LeafPaths:
+    trees = booster.dump_model()["tree_info"][:n_trees]
+    tree_offset = np.cumsum([0] + [tree["num_leaves"] for tree in trees[:-1]]).astype(np.int64)
+    per_leaf: dict[int, dict[int, float]] = {}
+    base_value = 0.0
+    for offset, tree in zip(tree_offset, trees, strict=True):
+        root = tree["tree_structure"]
+        _expected_outputs(root)
+        base_value += root["expected"]
+        stack: list[tuple[dict, dict[int, float]]] = [(root, {})]
+        while stack:
+            node, credited = stack.pop()
+            if "split_feature" not in node:
+                per_leaf[int(offset) + node.get("leaf_index", 0)] = credited
+                continue
+            feature = node["split_feature"]
+            for child in (node["left_child"], node["right_child"]):
+                change = child["expected"] - node["expected"]
+                stack.append((child, {**credited, feature: credited.get(feature, 0.0) + change}))
+    n_leaves = int(tree_offset[-1]) + trees[-1]["num_leaves"] if trees else 0
+    counts = np.array([len(per_leaf.get(leaf, {})) for leaf in range(n_leaves)], dtype=np.int64)
+    start = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    entries = [item for leaf in range(n_leaves) for item in per_leaf.get(leaf, {}).items()]
+    return _LeafPaths(
+        tree_offset=tree_offset,
+        start=start,
+        feature=np.array([feature for feature, _ in entries], dtype=np.int32),
+        delta=np.array([change for _, change in entries], dtype=np.float64),
+        base_value=base_value,
+    )
+
+
+def _expected_outputs(node: dict) -> tuple[float, float]:
+    """Annotate every node with the mean leaf value of the training rows that reached it."""
+    if "split_feature" not in node:
+        node["expected"] = node["leaf_value"]
+        return node.get("leaf_count", 0), node["leaf_value"]
+    left_count, left = _expected_outputs(node["left_child"])
+    right_count, right = _expected_outputs(node["right_child"])
+    count = left_count + right_count
+    if count:
+        node["expected"] = (left_count * left + right_count * right) / count
+    else:
+        node["expected"] = (left + right) / 2
+    return count, node["expected"]
+
+
+@numba.njit(parallel=True)
+def _sum_leaf_paths(leaves, tree_offset, start, feature, delta, n_features):
+    values = np.zeros((leaves.shape[0], n_features))
+    for row in numba.prange(leaves.shape[0]):
+        for tree in range(leaves.shape[1]):
+            leaf = tree_offset[tree] + leaves[row, tree]
+            for entry in range(start[leaf], start[leaf + 1]):
+                values[row, feature[entry]] += delta[entry]
+    return values
 
 
 def _linear_contributions(model: ChurnModel, prepared: pd.DataFrame) -> tuple[pd.DataFrame, float]:
@@ -297,22 +412,27 @@ def customer_reasons(contrib: Contributions, top_n: int = 3) -> pd.DataFrame:
     cited; a customer with fewer such drivers gets empty trailing reasons.
     """
     values = contrib.values.to_numpy()
-    columns = np.array(contrib.values.columns)
+    columns = list(contrib.values.columns)
     citable = np.array([_spec(c) is None or _spec(c).reason is not None for c in columns])
     masked = np.where((values > 0) & citable, values, -np.inf)
     depth = min(top_n + 3, masked.shape[1])
     order = np.argsort(-masked, axis=1, kind="stable")[:, :depth]
-    feature_values = contrib.features.to_numpy(dtype=object)
+    raising = np.isfinite(np.take_along_axis(masked, order, axis=1))
+    # Only the candidate cells become Python objects: a whole 1M x 100 frame would not fit.
+    candidate_values = np.full(order.shape, None, dtype=object)
+    for j, column in enumerate(columns):
+        rows, slots = np.nonzero((order == j) & raising)
+        if len(rows):
+            candidate_values[rows, slots] = contrib.features[column].iloc[rows].to_numpy(object)
     reasons = [[None] * top_n for _ in range(len(values))]
     main_family: list[str | None] = [None] * len(values)
     for i in range(len(values)):
         filled = 0
-        for j in order[i]:
-            if not np.isfinite(masked[i, j]) or filled == top_n:
+        for slot in range(depth):
+            if not raising[i, slot] or filled == top_n:
                 break
-            feature = columns[j]
-            value = feature_values[i, j]
-            text = _reason_text(feature, value.item() if hasattr(value, "item") else value)
+            feature = columns[order[i, slot]]
+            text = _reason_text(feature, candidate_values[i, slot])
             if text is None:
                 continue
             if filled == 0:

@@ -214,7 +214,7 @@ def _explain_and_report(
 ) -> tuple[str, dict[str, pd.DataFrame]]:
     rows = test.sample(n=min(len(test), cfg.explain.max_rows), random_state=cfg.seed)
     rows = rows.sort_index()
-    contrib = explain.shap_contributions(model, rows)
+    contrib = explain.contributions(model, rows, cfg.explain.attribution)
     labels = rows["label"]
     drivers = explain.driver_table(contrib, labels)
     families = explain.cause_family_table(contrib, drivers)
@@ -524,6 +524,7 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
                 "rows": len(scores),
                 "model_version": version,
                 "model_run_id": model_run_id,
+                "reason_attribution": cfg.scoring.attribution.value,
             }
         )
         _timed("score", timings, started)
@@ -551,6 +552,7 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
                 "scoring_date": scoring_date.isoformat(),
                 "model_version": version,
                 "model_run_id": model_run_id,
+                "reason_attribution": cfg.scoring.attribution.value,
                 "output": str(scores_path),
             }
         )

@@ -16,17 +16,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churnml.config import ActionRule, EvaluationConfig, ScoringConfig
+from churnml.config import ActionRule, Attribution, EvaluationConfig, ScoringConfig
 from churnml.contract import SCORE_COLUMNS, VALUE_TIERS
 from churnml.errors import RunLockedError
-from churnml.explain import customer_reasons, shap_contributions
+from churnml.explain import contributions, customer_reasons, shap_contributions
 from churnml.training import ChurnModel
 
 log = logging.getLogger(__name__)
 
 DAYS_PER_MONTH = 365.25 / 12
 # Optional extensions of the contract's scores table.
-EXTRA_COLUMNS = ("main_cause", "monthly_revenue", "expected_profit", "priority_rank")
+EXTRA_COLUMNS = (
+    "main_cause",
+    "reason_method",
+    "monthly_revenue",
+    "expected_profit",
+    "priority_rank",
+)
 DEFAULT_TIER_CUTS = (0.01, 0.05, 0.20)
 PSI_BINS = 10
 
@@ -78,9 +84,12 @@ def score_frame(
     settings: ScoringConfig,
     decision: EvaluationConfig,
 ) -> pd.DataFrame:
-    """Scores for every row of `features` (one per eligible customer), ranked by priority."""
+    """Scores for every row of `features` (one per eligible customer), ranked by priority.
+
+    With path attributions, the customers at the top of the call lists (by revenue at risk and
+    by expected profit) still get reasons from exact SHAP values: `reason_method` says which.
+    """
     probability = model.predict_proba(features)
-    reasons = customer_reasons(shap_contributions(model, features), top_n=3)
     revenue_column = settings.revenue_feature
     if revenue_column in features:
         revenue = pd.to_numeric(features[revenue_column], errors="coerce").to_numpy(float)
@@ -97,11 +106,23 @@ def score_frame(
         probability * decision.save_rate * (value_kept - decision.offer_cost)
         - decision.contact_cost
     )
+    customer_id = features["customer_id"].astype(str).to_numpy()
+    reasons = customer_reasons(contributions(model, features, settings.attribution), top_n=3)
+    approximate = settings.attribution == Attribution.path and model.kind == "lightgbm"
+    reasons["reason_method"] = "path" if approximate else "shap"
+    if approximate and settings.exact_reasons_rows > 0:
+        top = _top_of_call_lists(
+            customer_id, probability, revenue_at_risk, expected_profit, settings.exact_reasons_rows
+        )
+        exact = customer_reasons(shap_contributions(model, features.iloc[top]), top_n=3)
+        exact["reason_method"] = "shap"
+        reasons.iloc[top] = exact[reasons.columns].to_numpy()
+        log.info("reasons: exact SHAP for the %d customers at the top of the call lists", len(top))
     main_cause = reasons["main_cause"].fillna("none").astype(str)
     frame = pd.DataFrame(
         {
             "scoring_date": pd.Timestamp(scoring_date),
-            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "customer_id": customer_id,
             "churn_probability": probability,
             "risk_band": risk_bands(probability),
             "value_tier": tier,
@@ -113,6 +134,7 @@ def score_frame(
             "model_version": str(model_version),
             "run_id": run_id,
             "main_cause": main_cause.to_numpy(),
+            "reason_method": reasons["reason_method"].to_numpy(),
             "monthly_revenue": revenue,
             "expected_profit": expected_profit,
         }
@@ -127,6 +149,20 @@ def score_frame(
     ).reset_index(drop=True)
     frame["priority_rank"] = np.arange(1, len(frame) + 1)
     return frame[[*SCORE_COLUMNS, *EXTRA_COLUMNS]]
+
+
+def _top_of_call_lists(
+    customer_id: np.ndarray,
+    probability: np.ndarray,
+    revenue_at_risk: np.ndarray,
+    expected_profit: np.ndarray,
+    size: int,
+) -> np.ndarray:
+    """Positions of the top `size` customers by priority (revenue at risk) or expected profit,
+    with the same tie-breaks as the published rankings."""
+    by_priority = np.lexsort((customer_id, -probability, -revenue_at_risk))[:size]
+    by_profit = np.lexsort((customer_id, -expected_profit))[:size]
+    return np.union1d(by_priority, by_profit)
 
 
 def contact_list(scores: pd.DataFrame, size: int) -> pd.DataFrame:
