@@ -99,18 +99,20 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
         values, base = _linear_contributions(model, prepared)
         return Contributions(values=values, base_value=base, features=prepared)
     booster = model.estimator
-    first_rows = booster.predict(prepared.head(1), pred_leaf=True)
-    paths = _leaf_paths(booster, n_trees=first_rows.shape[1])
     values = np.empty((len(prepared), len(model.spec.columns)))
+    paths = None
     for start in range(0, len(prepared), PATH_CHUNK_ROWS):
         chunk = prepared.iloc[start : start + PATH_CHUNK_ROWS]
+        # The trees `predict` uses (the best iteration's), one column each.
         leaves = np.ascontiguousarray(booster.predict(chunk, pred_leaf=True), dtype=np.int32)
+        paths = paths or _leaf_paths(booster, n_trees=leaves.shape[1])
         values[start : start + len(chunk)] = _sum_leaf_paths(
             leaves, paths.tree_offset, paths.start, paths.feature, paths.delta, values.shape[1]
         )
         log.debug("path attributions: %d of %d rows", start + len(chunk), len(prepared))
     frame = pd.DataFrame(values, columns=model.spec.columns, index=features.index)
-    return Contributions(values=frame, base_value=paths.base_value, features=prepared)
+    base_value = paths.base_value if paths else 0.0
+    return Contributions(values=frame, base_value=base_value, features=prepared)
 
 
 @dataclass(frozen=True)
