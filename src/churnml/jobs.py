@@ -67,7 +67,7 @@ def build_training_frame(
     dataset_dir: Path, sample: Sample, cfg: TrainConfig
 ) -> tuple[pd.DataFrame, list[str]]:
     """Sample rows joined with their point-in-time features; return the frame and feature list."""
-    features = build_features(dataset_dir, sample.rows[list(KEY_COLUMNS)], cfg.features)
+    features = build_features(dataset_dir, sample.rows[[*KEY_COLUMNS, "weight"]], cfg.features)
     frame = sample.rows.merge(features, on=list(KEY_COLUMNS), how="left", validate="one_to_one")
     frame = frame.copy()  # one consolidated block: later column additions stay cheap
     feature_columns = [c for c in features.columns if c not in KEY_COLUMNS]

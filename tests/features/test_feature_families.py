@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 import pytest
-from feature_fixtures import tiny_tables, write_tables
+from feature_fixtures import CUTOFF, tiny_tables, write_tables
 
 from churnml.features import FeatureParams, build_features
 
@@ -191,3 +191,50 @@ def test_csv_dataset_gives_the_same_features(tmp_path, features):
         check_categorical=False,
         check_dtype=False,
     )
+
+
+def _ranked_revenue_tables(n: int) -> dict[str, pd.DataFrame]:
+    """`n` postpaid customers, customer i with one bill of 1000 - i issued 10 days before."""
+    ids = [f"R{i:03d}" for i in range(1, n + 1)]
+    customers = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "activated_at": pd.Timestamp("2022-01-01"),
+            "terminated_at": pd.NaT,
+            "termination_reason": None,
+            "initial_plan_id": "p1",
+            "payment_type": "postpaid",
+            "commitment_end": pd.NaT,
+            "region": "north",
+            "birth_year": 1980.0,
+        }
+    )
+    bills = pd.DataFrame(
+        {
+            "bill_id": [f"b{i}" for i in range(n)],
+            "customer_id": ids,
+            "period_start": pd.Timestamp("2024-02-01"),
+            "issued_at": pd.Timestamp("2024-03-22"),
+            "due_at": pd.Timestamp("2024-04-10"),
+            "amount_due": [1000.0 - i for i in range(1, n + 1)],
+        }
+    )
+    return {"customers": customers, "bills": bills}
+
+
+def test_value_tier_counts_down_sampled_rows_by_their_weight(tmp_path):
+    """Rows kept by negative down-sampling stand for 1 / rate customers: their tier must be the
+    one the whole base gives, or training and scoring would cut the tiers differently."""
+    out = write_tables(_ranked_revenue_tables(400), tmp_path / "ranked")
+    params = FeatureParams(families=["account", "arrears"])
+    spine = pd.DataFrame({"customer_id": [f"R{i:03d}" for i in range(1, 401)], "cutoff": CUTOFF})
+    whole = build_features(out, spine, params).set_index("customer_id")["value_tier"]
+    assert whole.value_counts().to_dict() == {"A": 4, "B": 16, "C": 60, "D": 320}
+    # The top 100 by revenue are down-sampled to every other one, kept at weight 2.
+    rank = pd.Series(range(1, 401), index=spine.index)
+    sampled = spine[(rank > 100) | (rank % 2 == 0)].assign(weight=lambda s: 1.0)
+    sampled.loc[rank[sampled.index] <= 100, "weight"] = 2.0
+    weighted = build_features(out, sampled, params).set_index("customer_id")["value_tier"]
+    pd.testing.assert_series_equal(weighted.astype(str), whole[weighted.index].astype(str))
+    unweighted = build_features(out, sampled.drop(columns="weight"), params)
+    assert (unweighted["value_tier"].astype(str) != weighted.astype(str).to_numpy()).sum() > 5

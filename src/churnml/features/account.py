@@ -113,7 +113,8 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
     b.add(
         "value_tier",
         "Value tier by 3-month revenue among the customers scored at the same cutoff: A top 1 %, "
-        "B next 4 %, C next 15 %, D the rest (cuts from params).",
+        "B next 4 %, C next 15 %, D the rest (cuts from params; a down-sampled spine row counts "
+        "as many customers as its weight).",
         "tenure_value",
         "",
         table="bills",
@@ -239,10 +240,16 @@ def final_expr(defn: FeatureDef, columns: set[str], params: FeatureParams) -> st
         if "revenue_3m" not in columns:
             return None
         cuts = sorted(params.value_tier_cuts)
-        w = "OVER (PARTITION BY cutoff)"
-        rank = f"(rank() OVER (PARTITION BY cutoff ORDER BY revenue_3m DESC) - 1) / (count(*) {w})"
+        # Weighted share of the cutoff's customers with strictly more revenue (all weights 1:
+        # (rank - 1) / count).
+        up_to = (
+            "sum(weight) OVER (PARTITION BY cutoff ORDER BY revenue_3m DESC"
+            " RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+        )
+        ties = "sum(weight) OVER (PARTITION BY cutoff, revenue_3m)"
+        share = f"({up_to} - {ties}) / (sum(weight) OVER (PARTITION BY cutoff))"
         whens = " ".join(
-            f"WHEN {rank} < {cut} THEN '{tier}'"
+            f"WHEN {share} < {cut} THEN '{tier}'"
             for cut, tier in zip(cuts, VALUE_TIERS, strict=False)
         )
         return f"CASE WHEN revenue_3m IS NULL THEN NULL {whens} ELSE '{VALUE_TIERS[len(cuts)]}' END"

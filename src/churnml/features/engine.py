@@ -192,7 +192,10 @@ def build_features(
 
     Returns one row per spine row in spine order: `customer_id`, `cutoff`, then the features in
     registry order (those computable from the tables and columns present). Numeric features
-    are float64, categorical ones pandas `category`.
+    are float64, categorical ones pandas `category`. An optional spine column `weight` says
+    how many customers a row stands for (a down-sampled negative kept at rate r stands for
+    1 / r): features ranked among the customers of a cutoff, such as the value tier, count it
+    that many times, so they match what scoring the whole base gives.
     """
     params = params or FeatureParams()
     dataset_dir = Path(dataset_dir)
@@ -207,6 +210,7 @@ def build_features(
             "_row": np.arange(len(spine), dtype=np.int64),
             "customer_id": spine["customer_id"].astype(object).astype(str).to_numpy(object),
             "cutoff": pd.to_datetime(spine["cutoff"]).to_numpy("datetime64[us]"),
+            "weight": spine["weight"].to_numpy(float) if "weight" in spine else 1.0,
         }
     )
     out = spine[["customer_id", "cutoff"]].reset_index(drop=True).copy()
@@ -217,12 +221,14 @@ def build_features(
         con.register("_spine_df", keys)
         con.execute(
             "CREATE TEMP TABLE spine AS SELECT _row, CAST(customer_id AS VARCHAR) AS customer_id,"
-            " CAST(cutoff AS TIMESTAMP) AS cutoff FROM _spine_df"
+            " CAST(cutoff AS TIMESTAMP) AS cutoff, CAST(weight AS DOUBLE) AS weight"
+            " FROM _spine_df"
         )
         # One integer key per distinct (customer, cutoff): families group and join on it.
         con.execute(
             "CREATE TEMP TABLE keys AS SELECT CAST(row_number() OVER () AS INTEGER) AS kid,"
-            " customer_id, cutoff FROM (SELECT DISTINCT customer_id, cutoff FROM spine)"
+            " customer_id, cutoff, weight FROM (SELECT customer_id, cutoff, max(weight) AS weight"
+            " FROM spine GROUP BY customer_id, cutoff)"
         )
         con.execute(
             "CREATE TEMP TABLE spine_kid AS SELECT s._row, s.cutoff, k.kid FROM spine s"
@@ -328,7 +334,7 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
             )
             ctx.con.execute(
                 f"CREATE TEMP TABLE w_{d.spec.name} AS SELECT kid, {expr} AS {d.spec.name}"
-                f" FROM (SELECT k.kid, k.cutoff, {cols} FROM keys k {' '.join(joins)})"
+                f" FROM (SELECT k.kid, k.cutoff, k.weight, {cols} FROM keys k {' '.join(joins)})"
             )
             joins.append(f"LEFT JOIN w_{d.spec.name} USING (kid)")
             finals[d.spec.name] = d.spec.name
