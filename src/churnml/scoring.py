@@ -9,6 +9,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,17 +108,29 @@ def score_frame(
         - decision.contact_cost
     )
     customer_id = features["customer_id"].astype(str).to_numpy()
+    started = time.perf_counter()
     reasons = customer_reasons(contributions(model, features, settings.attribution), top_n=3)
     approximate = settings.attribution == Attribution.path and model.kind == "lightgbm"
     reasons["reason_method"] = "path" if approximate else "shap"
+    log.info(
+        "reasons (%s) for %d customers in %.1f s",
+        settings.attribution.value,
+        len(reasons),
+        time.perf_counter() - started,
+    )
     if approximate and settings.exact_reasons_rows > 0:
+        started = time.perf_counter()
         top = _top_of_call_lists(
             customer_id, probability, revenue_at_risk, expected_profit, settings.exact_reasons_rows
         )
         exact = customer_reasons(shap_contributions(model, features.iloc[top]), top_n=3)
         exact["reason_method"] = "shap"
         reasons.iloc[top] = exact[reasons.columns].to_numpy()
-        log.info("reasons: exact SHAP for the %d customers at the top of the call lists", len(top))
+        log.info(
+            "reasons from exact SHAP for the %d customers at the top of the call lists in %.1f s",
+            len(top),
+            time.perf_counter() - started,
+        )
     main_cause = reasons["main_cause"].fillna("none").astype(str)
     frame = pd.DataFrame(
         {
