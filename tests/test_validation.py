@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -192,6 +194,13 @@ def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.Mo
     assert "_ok__customer_id__present_in_customers" in calls_page
     assert "C99" in calls_page  # the failing row is shown
     assert list(workdir.iterdir()) == []  # no gx/ folder or anything else in the cwd
+    summary = (docs / "summary.html").read_text()
+    assert f"breaks {len(report.failures)} contract rules" in summary
+    assert all(html.escape(f.message()) in summary for f in report.failures)
+    linked = re.findall(r'href="([^"]+)"', summary)
+    assert sorted(Path(link).stem for link in linked) == sorted(TABLES)
+    assert all((docs / link).is_file() for link in linked)
+    assert "http" not in summary  # opens offline
 
 
 def test_missing_optional_tables_are_skipped(tmp_path: Path) -> None:

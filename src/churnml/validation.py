@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
+import html
 import logging
 import re
 import threading
@@ -50,6 +51,7 @@ from churnml.io import (
     read_manifest,
     scan_sql,
     table_path,
+    write_atomic,
 )
 
 log = logging.getLogger(__name__)
@@ -913,8 +915,11 @@ def _write_docs(
     docs_dir: Path,
     name: str,
     runs: list[tuple[gx.ExpectationSuite, ExpectationSuiteValidationResult]],
+    failures: list[RuleFailure],
 ) -> Path:
-    """Write a GX Data Docs site under `docs_dir` with one merged validation result per table."""
+    """Write a GX Data Docs site under `docs_dir` with one merged validation result per table,
+    and `summary.html`, a plain page that needs no network (GX's index loads its list from
+    CDN scripts)."""
     docs_dir = Path(docs_dir).resolve()
     docs_dir.mkdir(parents=True, exist_ok=True)
     context = _context(
@@ -946,7 +951,46 @@ def _write_docs(
         result.meta["run_id"] = run_id
         context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=[DOCS_SITE_NAME])
+    _write_summary(docs_dir, name, runs, failures)
     return docs_dir / "index.html"
+
+
+def _write_summary(
+    docs_dir: Path,
+    name: str,
+    runs: list[tuple[gx.ExpectationSuite, ExpectationSuiteValidationResult]],
+    failures: list[RuleFailure],
+) -> None:
+    verdict = f"breaks {len(failures)} contract rules" if failures else "meets the data contract"
+    rows = []
+    for suite, result in runs:
+        table = suite.name.removeprefix("contract.")
+        pages = sorted(docs_dir.glob(f"validations/**/{table}.html"))
+        link = (
+            f'<a href="{html.escape(pages[-1].relative_to(docs_dir).as_posix())}">GX result</a>'
+            if pages
+            else ""
+        )
+        stats = result.statistics
+        rows.append(
+            f"<tr><td>{html.escape(table)}</td>"
+            f"<td>{stats.get('evaluated_expectations', 0)}</td>"
+            f"<td>{stats.get('unsuccessful_expectations', 0)}</td><td>{link}</td></tr>"
+        )
+    broken = "".join(f"<li>{html.escape(f.message())}</li>" for f in failures)
+    page = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Data contract check: {html.escape(name)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .8em;text-align:left}</style></head><body>"
+        f"<h1>Data contract check: {html.escape(name)}</h1>"
+        f"<p>The dataset {verdict}.</p>"
+        "<table><tr><th>table</th><th>expectations</th><th>broken</th><th>details</th></tr>"
+        f"{''.join(rows)}</table>"
+        + (f"<h2>Broken rules</h2><ul>{broken}</ul>" if broken else "")
+        + "</body></html>"
+    )
+    write_atomic(docs_dir / "summary.html", lambda tmp: tmp.write_text(page))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1035,7 +1079,9 @@ def validate_dataset(
             merged = runner.merged_result()
             if docs_dir is not None and merged is not None:
                 runs.append((runner.suite, merged))
-    docs_path = _write_docs(docs_dir, dataset_dir.name, runs) if docs_dir is not None else None
+    docs_path = None
+    if docs_dir is not None:
+        docs_path = _write_docs(docs_dir, dataset_dir.name, runs, failures)
     report = ValidationReport(not failures, failures, rows, docs_path)
     log.info("validation of %s took %.1f s", dataset_dir, time.perf_counter() - started)
     return report
@@ -1085,7 +1131,7 @@ def validate_snapshot(
     failures = runner.failures()
     docs_path = None
     if docs_dir is not None:
-        docs_path = _write_docs(docs_dir, table, [(runner.suite, runner.merged_result())])
+        docs_path = _write_docs(docs_dir, table, [(runner.suite, runner.merged_result())], failures)
     log.info("snapshot: %s rows, %d rules, %d broken", f"{len(df):,}", len(rules), len(failures))
     return ValidationReport(not failures, failures, {table: len(df)}, docs_path)
 
