@@ -196,6 +196,7 @@ def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.Mo
     assert list(workdir.iterdir()) == []  # no gx/ folder or anything else in the cwd
     summary = (docs / "summary.html").read_text()
     assert f"breaks {len(report.failures)} contract rules" in summary
+    assert f"<td>calls</td><td>{report.tables['calls']:,}</td>" in summary
     assert all(html.escape(f.message()) in summary for f in report.failures)
     linked = re.findall(r'href="([^"]+)"', summary)
     assert sorted(Path(link).stem for link in linked) == sorted(TABLES)

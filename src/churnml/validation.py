@@ -916,6 +916,7 @@ def _write_docs(
     name: str,
     runs: list[tuple[gx.ExpectationSuite, ExpectationSuiteValidationResult]],
     failures: list[RuleFailure],
+    rows: dict[str, int],
 ) -> Path:
     """Write a GX Data Docs site under `docs_dir` with one merged validation result per table,
     and `summary.html`, a plain page that needs no network (GX's index loads its list from
@@ -951,7 +952,7 @@ def _write_docs(
         result.meta["run_id"] = run_id
         context.validation_results_store.set(key, result)
     context.build_data_docs(site_names=[DOCS_SITE_NAME])
-    _write_summary(docs_dir, name, runs, failures)
+    _write_summary(docs_dir, name, runs, failures, rows)
     return docs_dir / "index.html"
 
 
@@ -960,9 +961,10 @@ def _write_summary(
     name: str,
     runs: list[tuple[gx.ExpectationSuite, ExpectationSuiteValidationResult]],
     failures: list[RuleFailure],
+    rows: dict[str, int],
 ) -> None:
     verdict = f"breaks {len(failures)} contract rules" if failures else "meets the data contract"
-    rows = []
+    lines = []
     for suite, result in runs:
         table = suite.name.removeprefix("contract.")
         pages = sorted(docs_dir.glob(f"validations/**/{table}.html"))
@@ -972,8 +974,8 @@ def _write_summary(
             else ""
         )
         stats = result.statistics
-        rows.append(
-            f"<tr><td>{html.escape(table)}</td>"
+        lines.append(
+            f"<tr><td>{html.escape(table)}</td><td>{rows.get(table, 0):,}</td>"
             f"<td>{stats.get('evaluated_expectations', 0)}</td>"
             f"<td>{stats.get('unsuccessful_expectations', 0)}</td><td>{link}</td></tr>"
         )
@@ -985,8 +987,8 @@ def _write_summary(
         "td,th{border:1px solid #ccc;padding:.3em .8em;text-align:left}</style></head><body>"
         f"<h1>Data contract check: {html.escape(name)}</h1>"
         f"<p>The dataset {verdict}.</p>"
-        "<table><tr><th>table</th><th>expectations</th><th>broken</th><th>details</th></tr>"
-        f"{''.join(rows)}</table>"
+        "<table><tr><th>table</th><th>rows checked</th><th>expectations</th><th>broken</th>"
+        f"<th>details</th></tr>{''.join(lines)}</table>"
         + (f"<h2>Broken rules</h2><ul>{broken}</ul>" if broken else "")
         + "</body></html>"
     )
@@ -1081,7 +1083,7 @@ def validate_dataset(
                 runs.append((runner.suite, merged))
     docs_path = None
     if docs_dir is not None:
-        docs_path = _write_docs(docs_dir, dataset_dir.name, runs, failures)
+        docs_path = _write_docs(docs_dir, dataset_dir.name, runs, failures, rows)
     report = ValidationReport(not failures, failures, rows, docs_path)
     log.info("validation of %s took %.1f s", dataset_dir, time.perf_counter() - started)
     return report
@@ -1129,11 +1131,13 @@ def validate_snapshot(
     runner = _SuiteRunner(context, table, rules, (), id_column if id_column in present else None)
     runner.run(frame)
     failures = runner.failures()
+    rows = {table: len(df)}
     docs_path = None
     if docs_dir is not None:
-        docs_path = _write_docs(docs_dir, table, [(runner.suite, runner.merged_result())], failures)
+        runs = [(runner.suite, runner.merged_result())]
+        docs_path = _write_docs(docs_dir, table, runs, failures, rows)
     log.info("snapshot: %s rows, %d rules, %d broken", f"{len(df):,}", len(rules), len(failures))
-    return ValidationReport(not failures, failures, {table: len(df)}, docs_path)
+    return ValidationReport(not failures, failures, rows, docs_path)
 
 
 class ScoresInvalid(RuntimeError):
