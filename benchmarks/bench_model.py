@@ -142,12 +142,12 @@ def stage_train(dataset: Path, root: Path) -> dict:
 
 
 def stage_score(dataset: Path, root: Path) -> dict:
-    """The scoring job as scheduled, minus input validation (benchmarked on its own)."""
+    """The scoring job as scheduled, input validation included."""
     import mlflow
 
     from churnml.jobs import run_scoring
 
-    cfg = _config("score", root, dataset, "validation.enabled=false")
+    cfg = _config("score", root, dataset)
     started = time.perf_counter()
     result = run_scoring(cfg)
     score_s = time.perf_counter() - started
@@ -230,9 +230,14 @@ def main() -> None:
         f"same first reason {train['same_reason_1']:.1%}.\n"
     )
     if score is not None:
+        validate_s = score["stages"].get("time_validate_s", 0.0)
         print(
-            f"| scoring end to end | {score['rows']:,} | {score['score_s']:.0f} s | "
-            f"{score['peak_rss_gb']:.1f} GB | <= 300 s, <= 8 GB |"
+            f"| scoring end to end, input validation included | {score['rows']:,} | "
+            f"{score['score_s']:.0f} s | {score['peak_rss_gb']:.1f} GB | |"
+        )
+        print(
+            f"| scoring: features, predict, reasons, write | {score['rows']:,} | "
+            f"{score['score_s'] - validate_s:.0f} s | | <= 300 s, <= 8 GB |"
         )
         stages = ", ".join(f"{k[5:-2]} {v:.0f} s" for k, v in score["stages"].items())
         print(f"\nScoring stages: {stages}.")
