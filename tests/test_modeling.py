@@ -57,6 +57,15 @@ def test_model_ranks_and_is_calibrated(model, data):
     assert abs(metrics["test_mean_probability"] - metrics["test_churn_rate"]) < 0.02
 
 
+def test_calibration_keeps_the_ranking_and_never_says_0_or_100_percent(model, data):
+    _, _, test = data
+    raw, calibrated = model.predict_raw(test), model.predict_proba(test)
+    assert ((calibrated > 0) & (calibrated < 1)).all()
+    order = np.argsort(raw, kind="stable")
+    assert (np.diff(calibrated[order]) >= 0).all()
+    assert len(np.unique(calibrated)) == len(np.unique(raw))
+
+
 def test_more_port_out_queries_never_lower_risk(model, data):
     _, _, test = data
     more = test.assign(port_out_queries_30d=test["port_out_queries_30d"] + 2)
