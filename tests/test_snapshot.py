@@ -95,3 +95,17 @@ def test_snapshot_training_with_cross_validation(tmp_path: Path):
     assert metrics["cv_roc_auc_mean"] > 0.8 and metrics["cv_roc_auc_std"] > 0
     assert metrics["test_roc_auc"] > 0.8
     assert result.report_path.exists()
+
+
+@pytest.mark.parametrize("dataset", ["ibm_telco", "bigml_churn"])
+def test_public_datasets_register_apart_from_the_scoring_champion(dataset):
+    """Trying a public dataset must not replace the model nightly scoring loads."""
+    default = compose_config("train", [f"paths.root_dir={ROOT}"]).tracking
+    public = compose_config("train", [f"data={dataset}", f"paths.root_dir={ROOT}"]).tracking
+    assert public.registered_model_name == f"churnml_{dataset}"
+    assert default.registered_model_name == "churnml"
+    chosen = compose_config(
+        "train",
+        [f"data={dataset}", f"paths.root_dir={ROOT}", "tracking.registered_model_name=mine"],
+    )
+    assert chosen.tracking.registered_model_name == "mine"
