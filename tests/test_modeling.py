@@ -9,7 +9,7 @@ import pytest
 from churnml import evaluation, explain
 from churnml.config import Attribution, EvaluationConfig, ModelConfig, compose_config
 from churnml.scoring import score_frame
-from churnml.training import FeatureFrameSpec, TrainingError, train_model
+from churnml.training import FeatureFrameSpec, TrainingError, fit_calibrator, train_model
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:
@@ -64,6 +64,23 @@ def test_calibration_keeps_the_ranking_and_never_says_0_or_100_percent(model, da
     order = np.argsort(raw, kind="stable")
     assert (np.diff(calibrated[order]) >= 0).all()
     assert len(np.unique(calibrated)) == len(np.unique(raw))
+
+
+def test_beta_calibration_repairs_a_distortion_platt_cannot():
+    """Scores that squash low probabilities (raw = q^2): beta calibration bends that tail back."""
+    rng = np.random.default_rng(7)
+    q = rng.beta(1.2, 6.0, 200_000)
+    y = (rng.random(len(q)) < q).astype(int)
+    raw = q**2
+    fit, check = slice(0, 100_000), slice(100_000, None)
+    briers = {}
+    for method in ("beta", "platt"):
+        calibrated = fit_calibrator(raw[fit], y[fit], method).predict(raw[check])
+        briers[method] = np.mean((calibrated - y[check]) ** 2)
+        if method == "beta":
+            assert np.abs(calibrated - q[check]).mean() < 0.003
+    best_possible = np.mean((q[check] - y[check]) ** 2)
+    assert briers["beta"] - best_possible < 0.25 * (briers["platt"] - best_possible)
 
 
 def test_more_port_out_queries_never_lower_risk(model, data):

@@ -87,7 +87,7 @@ class ModelConfig:
     params: dict[str, Any] = field(default_factory=dict)
     num_boost_round: int = 2000
     early_stopping_rounds: int = 100
-    calibration: str = "platt"
+    calibration: str = "beta"
 
 
 @dataclass

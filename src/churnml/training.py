@@ -127,6 +127,31 @@ class PlattCalibrator:
         return self._sigmoid.predict_proba(_logit(raw).reshape(-1, 1))[:, 1]
 
 
+class BetaCalibrator:
+    """Beta calibration (Kull, Silva Filho and Flach, 2017): a logistic regression on log(p)
+    and -log(1 - p). It bends both tails, which Platt scaling cannot, yet stays smooth and
+    strictly monotone: no ties and never exactly 0 or 1, unlike isotonic regression."""
+
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> BetaCalibrator:
+        design = _beta_design(raw)
+        self._columns = [0, 1]
+        self._model = LogisticRegression(C=1e6).fit(design, y)
+        # A negative slope would make the map non-monotone: drop that term and refit.
+        negative = [j for j in self._columns if self._model.coef_[0, j] < 0]
+        if negative:
+            self._columns = [j for j in self._columns if j not in negative] or [0]
+            self._model = LogisticRegression(C=1e6).fit(design[:, self._columns], y)
+        return self
+
+    def predict(self, raw: np.ndarray) -> np.ndarray:
+        return self._model.predict_proba(_beta_design(raw)[:, self._columns])[:, 1]
+
+
+def _beta_design(raw: np.ndarray) -> np.ndarray:
+    p = np.clip(raw, 1e-6, 1 - 1e-6)
+    return np.column_stack([np.log(p), -np.log(1 - p)])
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -211,9 +236,11 @@ def fit_calibrator(raw: np.ndarray, y: np.ndarray, method: str):
         return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y)
     if method in ("platt", "sigmoid"):
         return PlattCalibrator().fit(raw, y)
+    if method == "beta":
+        return BetaCalibrator().fit(raw, y)
     if method == "none":
         return None
-    raise TrainingError(f"unknown model.calibration {method!r}: use isotonic, platt or none")
+    raise TrainingError(f"unknown model.calibration {method!r}: use beta, isotonic, platt or none")
 
 
 def train_model(
