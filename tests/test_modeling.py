@@ -83,6 +83,14 @@ def test_beta_calibration_repairs_a_distortion_platt_cannot():
     assert briers["beta"] - best_possible < 0.25 * (briers["platt"] - best_possible)
 
 
+def test_beta_calibration_refuses_scores_that_rank_backwards():
+    rng = np.random.default_rng(8)
+    raw = rng.uniform(0.01, 0.99, 5000)
+    y = (rng.random(len(raw)) < 1 - raw).astype(int)
+    with pytest.raises(TrainingError, match="no better than chance"):
+        fit_calibrator(raw, y, "beta")
+
+
 def test_more_port_out_queries_never_lower_risk(model, data):
     _, _, test = data
     more = test.assign(port_out_queries_30d=test["port_out_queries_30d"] + 2)

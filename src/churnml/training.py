@@ -141,6 +141,11 @@ class BetaCalibrator:
         if negative:
             self._columns = [j for j in self._columns if j not in negative] or [0]
             self._model = LogisticRegression(C=1e6).fit(design[:, self._columns], y)
+        if (self._model.coef_ < 0).any():
+            raise TrainingError(
+                "beta calibration: churn falls as the raw score rises on the validation "
+                "cutoff; the model ranks no better than chance there"
+            )
         return self
 
     def predict(self, raw: np.ndarray) -> np.ndarray:
