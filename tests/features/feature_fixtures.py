@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from churnml.contract import TRANSFER_KINDS
+
 CUTOFF = pd.Timestamp("2024-04-01")
 T = pd.Timestamp
 
@@ -225,19 +227,7 @@ def random_tables(n: int = 60, seed: int = 0) -> dict[str, pd.DataFrame]:
         }
     )
     k = n * 8
-    tk = rng.choice(
-        [
-            "port_out_query",
-            "port_out_request",
-            "port_out_cancel",
-            "plan_change",
-            "ownership_change",
-            "sim_swap",
-            "balance_transfer_out",
-            "balance_transfer_in",
-        ],
-        k,
-    )
+    tk = rng.choice(list(TRANSFER_KINDS), k)
     plan = rng.choice(["p1", "p2", "p3"], k)
     is_plan = tk == "plan_change"
     transfers = pd.DataFrame(

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from pipeline_runs import run_pipeline
 
 from churnml.config import compose_config
 from churnml.errors import NoEligibleCustomersError, RunLockedError
@@ -20,7 +18,6 @@ from churnml.scoring import SCORE_COLUMNS, scoring_lock
 from churnml.tracking import NoChampionError
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _score_config(root: Path, dataset: Path, *overrides: str):
@@ -101,19 +98,11 @@ def test_date_after_the_data_is_bad_input(trained_project, tiny_dataset):
 def test_no_champion_exits_with_its_own_code(tiny_dataset: Path, tmp_path: Path):
     with pytest.raises(NoChampionError):
         run_scoring(_score_config(tmp_path, tiny_dataset))
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "pipelines" / "score.py"),
-            f"paths.root_dir={tmp_path}",
-            f"data.path={tiny_dataset}",
-            "validation.enabled=false",
-        ],
-        capture_output=True,
-        text=True,
+    completed = run_pipeline(
+        "score",
+        [f"paths.root_dir={tmp_path}", f"data.path={tiny_dataset}", "validation.enabled=false"],
         cwd=tmp_path,
         timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
     )
     assert completed.returncode == 3, completed.stderr[-2000:]
     assert "no version with alias 'champion'" in completed.stderr

@@ -2,34 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import mlflow
 import pytest
+from pipeline_runs import run_pipeline
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_sweep_nests_trials_under_a_parent_run_and_registers_nothing(tiny_dataset, tmp_path):
-    completed = subprocess.run(
+    completed = run_pipeline(
+        "train",
         [
-            sys.executable,
-            str(ROOT / "pipelines" / "train.py"),
             "hparams_search=lightgbm_optuna",
             "hydra.sweeper.n_trials=2",
             f"paths.root_dir={tmp_path}",
             f"data.path={tiny_dataset}",
             "validation.enabled=false",
         ],
-        capture_output=True,
-        text=True,
         cwd=tmp_path,
         timeout=900,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"

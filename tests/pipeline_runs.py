@@ -1,0 +1,25 @@
+"""Run a pipeline entry point the way the scheduler or `make` does: a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_pipeline(
+    job: str, overrides: list[str], cwd: Path, timeout: int
+) -> subprocess.CompletedProcess:
+    """`pipelines/<job>.py` with Hydra overrides, without the caller's MLFLOW_TRACKING_URI (so
+    the configured store under `paths.root_dir` is the one used)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / f"{job}.py"), *overrides],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
