@@ -24,9 +24,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from churnml.config import CONF_DIR
 from churnml.simulate import SimulationParams, simulate_dataset
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 
 
 def _params(config: str, overrides: list[str]) -> SimulationParams:
