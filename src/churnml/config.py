@@ -82,6 +82,12 @@ class SamplingConfig:
     validation_cutoffs: int = 1
     max_train_cutoffs: int = 12
     negative_sample_rate: float = 1.0
+    # rolling: the latest `folds` labelled cutoffs are each tested by a model trained before
+    # them; the registered model is then refit on every labelled cutoff (docs/sampling.md).
+    # single_split: one train / validation / test split; the registered model never sees the
+    # validation and test cutoffs.
+    scheme: str = "rolling"
+    folds: int = 3
 
 
 @dataclass

@@ -34,7 +34,7 @@ from churnml.io import (
 )
 from churnml.model import ChurnModel, TrainingError
 from churnml.promotion import Decision, ModelFacts, decide_promotion
-from churnml.sampling import Sample, eligible_customers, events_start, sample_customers
+from churnml.sampling import Fold, Sample, eligible_customers, events_start, sample_customers
 from churnml.simulate import SimulationParams, simulate_dataset
 from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
@@ -45,7 +45,7 @@ from churnml.snapshot import (
     summarize_cv,
 )
 from churnml.tracking import NoChampionError
-from churnml.training import train_model
+from churnml.training import RollingFit, fit_rolling, fold_rows, train_model
 from churnml.validation import check_dataset, check_scores
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,29 @@ def _monthly_revenue(frame: pd.DataFrame) -> np.ndarray:
     return np.ones(len(frame))
 
 
+def _test_outputs(
+    part: pd.DataFrame, p: np.ndarray, cfg: TrainConfig
+) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict]:
+    """Profit, AUC by segment and the plots of one test cutoff's scores."""
+    y = part["label"].to_numpy()
+    scored = part.assign(probability=p)
+    tables = {"auc_by_segment": evaluation.auc_by_segment(scored, cfg.evaluation.segment_columns)}
+    curve = evaluation.profit_curve(y, p, _monthly_revenue(part), cfg.evaluation)
+    metrics = {
+        "test_best_profit": curve.best_profit,
+        "test_best_contact_fraction": curve.best_fraction,
+    }
+    title = f"Test cutoff {part['cutoff'].iloc[0].date()}" if "cutoff" in part else "Test split"
+    figures = {
+        "plots/roc.png": evaluation.plot_roc(y, p, title),
+        "plots/gain_lift.png": evaluation.plot_gain_lift(y, p, title),
+        "plots/reliability.png": evaluation.plot_reliability(y, p, title),
+        "plots/score_distribution.png": evaluation.plot_score_distribution(y, p, title),
+        "plots/profit_curve.png": evaluation.plot_profit_curve(curve, title),
+    }
+    return metrics, tables, figures
+
+
 def _evaluate(
     model: ChurnModel, splits: dict[str, pd.DataFrame], cfg: TrainConfig
 ) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict]:
@@ -155,30 +178,88 @@ def _evaluate(
         p = model.predict_proba(part)
         metrics.update(evaluation.classification_metrics(y, p, prefix))
         if prefix == "test":
-            scored = part.assign(probability=p)
-            tables["auc_by_segment"] = evaluation.auc_by_segment(
-                scored, cfg.evaluation.segment_columns
-            )
-            curve = evaluation.profit_curve(y, p, _monthly_revenue(part), cfg.evaluation)
-            metrics["test_best_profit"] = curve.best_profit
-            metrics["test_best_contact_fraction"] = curve.best_fraction
-            title = (
-                f"Test cutoff {part['cutoff'].iloc[0].date()}" if "cutoff" in part else "Test split"
-            )
-            figures = {
-                "plots/roc.png": evaluation.plot_roc(y, p, title),
-                "plots/gain_lift.png": evaluation.plot_gain_lift(y, p, title),
-                "plots/reliability.png": evaluation.plot_reliability(y, p, title),
-                "plots/score_distribution.png": evaluation.plot_score_distribution(y, p, title),
-                "plots/profit_curve.png": evaluation.plot_profit_curve(curve, title),
-            }
+            extra, tables, figures = _test_outputs(part, p, cfg)
+            metrics.update(extra)
     return metrics, tables, figures
+
+
+def _evaluate_rolling(
+    rolling: RollingFit, truth: dict[pd.Timestamp, float], cfg: TrainConfig
+) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict, float]:
+    """Test metrics from the fold models only: each scores a cutoff it never saw.
+
+    `test_<metric>` is the mean over folds, `test_<metric>_std` its spread (ddof 1; 0 with one
+    fold); `evaluation/folds.csv` has one row per fold. Plots, profit and AUC by segment are of
+    the newest fold. Also returns the newest fold's promotion metric: the challenger's score
+    on the rows the champion is compared on (`_champion_decision`).
+    """
+    rows = []
+    for index, fit in enumerate(rolling.folds, start=1):
+        y = fit.test["label"].to_numpy()
+        p = fit.model.predict_proba(fit.test)
+        fold_metrics = evaluation.classification_metrics(y, p, "test")
+        if fit.fold.test_cutoff in truth:
+            fold_metrics["test_truth_roc_auc"] = truth[fit.fold.test_cutoff]
+        rows.append(
+            {
+                "fold": index,
+                "tested_cutoff": str(fit.fold.test_cutoff.date()),
+                "validation_cutoff": (
+                    str(fit.fold.validation_cutoff.date())
+                    if fit.fold.validation_cutoff is not None
+                    else "customer hold-out"
+                ),
+                "train_cutoffs": f"{fit.fold.train_cutoffs[0].date()} to "
+                f"{fit.fold.train_cutoffs[-1].date()} ({len(fit.fold.train_cutoffs)})",
+                "embargoed": fit.fold.embargoed,
+                "train_rows": fit.train_rows,
+                "best_iteration": fit.best_iteration,
+                **fold_metrics,
+            }
+        )
+    folds = pd.DataFrame(rows)
+    metrics: dict[str, float] = {
+        "test_folds": float(len(folds)),
+        "refit_train_rows": float(len(rolling.refit_rows)),
+        "refit_train_cutoffs": float(rolling.refit_rows["cutoff"].nunique()),
+    }
+    if rolling.rounds is not None:
+        metrics["refit_num_boost_round"] = float(rolling.rounds)
+    for column in folds.columns:
+        if column.startswith("test_"):
+            values = folds[column].dropna().to_numpy(float)
+            if len(values) < len(folds):
+                continue  # a mean over some folds only would not be on the same rows
+            metrics[column] = float(values.mean())
+            if column in ("test_roc_auc", "test_pr_auc", "test_truth_roc_auc"):
+                metrics[f"{column}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            for index, value in enumerate(values, start=1):
+                metrics[f"fold{index}_{column}"] = float(value)
+    newest = rolling.folds[0]
+    extra, tables, figures = _test_outputs(
+        newest.test, newest.model.predict_proba(newest.test), cfg
+    )
+    metrics.update(extra)
+    tables["folds"] = folds
+    promotion_score = rows[0].get(cfg.tracking.promotion_metric)
+    if promotion_score is None:
+        raise TrainingError(
+            f"tracking.promotion_metric {cfg.tracking.promotion_metric!r} is not a test metric"
+        )
+    return metrics, tables, figures, float(promotion_score)
 
 
 def _champion_decision(
     cfg: TrainConfig, model: ChurnModel, test: pd.DataFrame, challenger_score: float
 ) -> tuple[Decision, str | None]:
     """Score the current champion on the challenger's test rows; decide (`churnml.promotion`).
+
+    With rolling evaluation the registered model (the refit) has learnt from every labelled
+    cutoff, so no honest score of it exists on labelled rows. The comparison is then on the
+    newest fold's test cutoff: `challenger_score` is the newest fold model's score there (the
+    refit's own recipe, trained without that cutoff), and the champion scores the same rows
+    now. A champion that was itself refit on that cutoff is favoured by this (it saw the rows),
+    so the gate errs towards keeping the champion, never towards an unearned promotion.
 
     Returns the decision and the champion's version (None when there is none).
     """
@@ -228,6 +309,11 @@ class PreparedData:
     feature_columns: list[str]
     provenance: dict[str, str]
     metrics: dict[str, float] = field(default_factory=dict)  # cross-validation, simulator truth
+    # Rolling evaluation: every labelled row, the folds (newest first) and the refit's cutoffs.
+    # splits then holds the refit's rows ("train") and the newest fold's test rows ("test").
+    frame: pd.DataFrame | None = None
+    folds: tuple[Fold, ...] = ()
+    refit_cutoffs: tuple[pd.Timestamp, ...] = ()
 
 
 def _event_provenance(sample: Sample, splits: dict[str, pd.DataFrame], cfg: TrainConfig):
@@ -249,8 +335,13 @@ def _model_card(prepared: PreparedData, metrics: dict, version: str, cfg: TrainC
         "Model": f"{cfg.tracking.registered_model_name} v{version} ({cfg.model.name})",
         "Dataset": cfg.data.name,
         **prepared.provenance,
-        "Rows (train / val / test)": " / ".join(f"{len(splits[s]):,}" for s in splits),
-        "Test ROC AUC": f"{metrics['test_roc_auc']:.3f}",
+        f"Rows ({' / '.join(splits)})": " / ".join(f"{len(splits[s]):,}" for s in splits),
+        "Test ROC AUC": (
+            f"{metrics['test_roc_auc']:.3f} +- {metrics['test_roc_auc_std']:.3f} "
+            f"(mean over {int(metrics['test_folds'])} out-of-time folds)"
+            if "test_folds" in metrics
+            else f"{metrics['test_roc_auc']:.3f}"
+        ),
         "Test top-decile lift": f"{metrics['test_top_decile_lift']:.2f}",
         "Test ECE": f"{metrics['test_ece']:.4f}",
     }
@@ -311,15 +402,19 @@ def _register(
     metrics: dict[str, float],
     prepared: PreparedData,
     cfg: TrainConfig,
+    challenger_score: float | None = None,
 ) -> tuple[str, Decision, str | None]:
     """Register the model as challenger and decide whether it may become champion.
+
+    `challenger_score`: the challenger's promotion metric on `test` (default: from `metrics`;
+    rolling evaluation passes the newest fold's, see `_champion_decision`).
 
     The champion alias itself moves only at the very end of a run whose every stage succeeded
     (`_finish_promotion`): a run that fails or is killed later never leaves a new champion.
     """
-    decision, champion_version = _champion_decision(
-        cfg, model, test, metrics[cfg.tracking.promotion_metric]
-    )
+    if challenger_score is None:
+        challenger_score = metrics[cfg.tracking.promotion_metric]
+    decision, champion_version = _champion_decision(cfg, model, test, challenger_score)
     champion_run_id = (
         tracking.model_version_run_id(cfg.tracking, champion_version) if champion_version else None
     )
@@ -401,6 +496,20 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
     frame, feature_columns = build_training_frame(dataset_dir, sample, cfg)
     _timed("features", timings, started)
     tracking.log_metrics(timings)
+    if sample.folds:
+        cutoff = pd.to_datetime(frame["cutoff"])
+        splits = {
+            "train": frame[cutoff.isin(list(sample.refit_cutoffs))].reset_index(drop=True),
+            "test": fold_rows(frame, sample.folds[0])[2],
+        }
+        return PreparedData(
+            splits,
+            feature_columns,
+            _rolling_provenance(sample, cfg),
+            frame=frame,
+            folds=sample.folds,
+            refit_cutoffs=sample.refit_cutoffs,
+        )
     splits = {
         name: frame[frame["split"] == name].reset_index(drop=True)
         for name in ("train", "validation", "test")
@@ -408,23 +517,88 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
     return PreparedData(splits, feature_columns, _event_provenance(sample, splits, cfg))
 
 
+def evaluation_note(folds: tuple[Fold, ...] | list[Fold], requested: int) -> str:
+    """What the rolling evaluation could and could not show, in plain words."""
+    tests = ", ".join(str(f.test_cutoff.date()) for f in folds)
+    lines = [
+        f"{len(folds)} out-of-time fold(s), test cutoffs {tests}: each test figure comes from a "
+        "model trained without its test cutoff; the registered model is refit on every "
+        "labelled cutoff, so its own accuracy is estimated by the folds, not measured."
+    ]
+    if len(folds) < requested:
+        lines.append(
+            f"The history allows {len(folds)} of the {requested} folds asked for (sampling.folds)."
+        )
+    if len(folds) == 1:
+        lines.append("With one fold there is no spread: test_roc_auc_std is 0 by construction.")
+    if any(f.validation_cutoff is None for f in folds):
+        lines.append(
+            "Some folds had no out-of-time validation cutoff: their early stopping and "
+            "calibration used a hold-out of one training customer in five (same months)."
+        )
+    if not all(f.embargoed for f in folds):
+        lines.append(
+            "The history is too short for an embargo: the fold's training labels overlap its "
+            "test window. Customers are split in halves so no tested customer was trained on, "
+            "but the figure cannot show how the model holds up as behaviour changes over the "
+            "coming months; expect the live AUC to be lower. More months of history fix this."
+        )
+    return " ".join(lines)
+
+
+def _rolling_provenance(sample: Sample, cfg: TrainConfig) -> dict[str, str]:
+    refit = sample.refit_cutoffs
+    return {
+        "Data window": f"{sample.events_start.date()} to {sample.as_of.date()}",
+        "Evaluation": f"rolling origin ({evaluation_note(sample.folds, cfg.sampling.folds)})",
+        "Folds": "; ".join(f.describe() for f in sample.folds),
+        "Refit training cutoffs": f"{refit[0].date()} to {refit[-1].date()} ({len(refit)}, "
+        "test cutoffs included)",
+        "Label": f"{cfg.label.kind}, {cfg.label.horizon_days} days after a "
+        f"{cfg.label.gap_days}-day gap ({', '.join(cfg.label.reasons)})",
+    }
+
+
+def _truth_auc(dataset_dir: Path, part: pd.DataFrame, cfg: TrainConfig) -> float | None:
+    """The AUC of the simulator's true probabilities on these rows (None: not known)."""
+    truth = window_probability(dataset_dir, part, cfg.label.horizon_days, cfg.label.gap_days)
+    known = truth.notna().to_numpy()
+    if known.any() and part["label"][known].nunique() == 2:
+        return float(roc_auc_score(part["label"][known], truth[known]))
+    return None
+
+
+def _has_truth(dataset_dir: Path, cfg: TrainConfig) -> bool:
+    return truth_path(dataset_dir) is not None and cfg.label.kind == "termination"
+
+
 def _truth_metrics(
     dataset_dir: Path, splits: dict[str, pd.DataFrame], cfg: TrainConfig
 ) -> dict[str, float]:
     """On simulated data: the AUC of the true probabilities, the best any model can reach."""
-    if truth_path(dataset_dir) is None or cfg.label.kind != "termination":
+    if not _has_truth(dataset_dir, cfg):
         return {}
     metrics = {}
     for prefix, name in (("val", "validation"), ("test", "test")):
-        part = splits[name]
-        truth = window_probability(dataset_dir, part, cfg.label.horizon_days, cfg.label.gap_days)
-        known = truth.notna().to_numpy()
-        if known.any() and part["label"][known].nunique() == 2:
-            metrics[f"{prefix}_truth_roc_auc"] = float(
-                roc_auc_score(part["label"][known], truth[known])
-            )
+        if name in splits:
+            auc = _truth_auc(dataset_dir, splits[name], cfg)
+            if auc is not None:
+                metrics[f"{prefix}_truth_roc_auc"] = auc
     log.info("simulator truth: %s", metrics)
     return metrics
+
+
+def _fold_truth(dataset_dir: Path, prepared: PreparedData, cfg: TrainConfig):
+    """Per fold test cutoff: the truth AUC on exactly the rows the fold model is tested on."""
+    if not _has_truth(dataset_dir, cfg) or prepared.frame is None:
+        return {}
+    out = {}
+    for fold in prepared.folds:
+        auc = _truth_auc(dataset_dir, fold_rows(prepared.frame, fold)[2], cfg)
+        if auc is not None:
+            out[fold.test_cutoff] = auc
+    log.info("simulator truth by test cutoff: %s", {str(k.date()): v for k, v in out.items()})
+    return out
 
 
 def _prepare_snapshot(
@@ -496,9 +670,20 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             if validation.docs_path is not None:
                 tracking.log_artifact(validation.docs_path.parent, "validation/data_docs")
 
+        fold_truth = {}
         if snapshot is None:
             prepared = _prepare_events(cfg, dataset_dir, as_of)
-            prepared.metrics.update(_truth_metrics(dataset_dir, prepared.splits, cfg))
+            if prepared.folds:
+                fold_truth = _fold_truth(dataset_dir, prepared, cfg)
+                note = prepared.provenance["Evaluation"]
+                tracking.log_text(note, "evaluation/what_it_shows.txt")
+                tracking.set_tags({"evaluation": note[:5000]})
+                if len(prepared.folds) < cfg.sampling.folds or not prepared.folds[0].embargoed:
+                    log.warning("evaluation: %s", note)
+                else:
+                    log.info("evaluation: %s", note)
+            else:
+                prepared.metrics.update(_truth_metrics(dataset_dir, prepared.splits, cfg))
         else:
             prepared = _prepare_snapshot(cfg, snapshot, test_snapshot)
         splits = prepared.splits
@@ -513,14 +698,33 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             )
 
         started = time.perf_counter()
-        model = train_model(
-            splits["train"], splits["validation"], prepared.feature_columns, cfg.model, cfg.seed
-        )
+        challenger_score = None
+        if prepared.folds:
+            rolling = fit_rolling(
+                prepared.frame,
+                prepared.folds,
+                prepared.refit_cutoffs,
+                prepared.feature_columns,
+                cfg.model,
+                cfg.seed,
+            )
+            model = rolling.model
+        else:
+            model = train_model(
+                splits["train"], splits["validation"], prepared.feature_columns, cfg.model, cfg.seed
+            )
         _attach_scoring_context(model, splits["test"], cfg)
         _timed("train", timings, started)
 
         started = time.perf_counter()
-        metrics, tables, figures = _evaluate(model, splits, cfg)
+        if prepared.folds:
+            metrics, tables, figures, challenger_score = _evaluate_rolling(rolling, fold_truth, cfg)
+            prepared.provenance["Fold test ROC AUC"] = ", ".join(
+                f"{row.tested_cutoff} {row.test_roc_auc:.3f}"
+                for row in tables["folds"].itertuples()
+            )
+        else:
+            metrics, tables, figures = _evaluate(model, splits, cfg)
         metrics.update(prepared.metrics)
         tracking.log_metrics(metrics)
         for artifact, figure in figures.items():
@@ -533,7 +737,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         if cfg.tracking.register:
             started = time.perf_counter()
             version, decision, champion_run_id = _register(
-                model, splits["test"], metrics, prepared, cfg
+                model, splits["test"], metrics, prepared, cfg, challenger_score
             )
             _timed("register", timings, started)
 

@@ -41,6 +41,9 @@ class Sample:
     summary: pd.DataFrame
     as_of: pd.Timestamp
     events_start: pd.Timestamp
+    # Rolling-origin evaluation (sampling.scheme=rolling): the folds and the refit's cutoffs.
+    folds: tuple[Fold, ...] = ()
+    refit_cutoffs: tuple[pd.Timestamp, ...] = ()
 
     def split(self, name: str) -> pd.DataFrame:
         return self.rows[self.rows["split"] == name].reset_index(drop=True)
@@ -71,19 +74,13 @@ def label_window(cutoff: pd.Timestamp, label: LabelConfig) -> tuple[pd.Timestamp
     return start, start + pd.Timedelta(days=label.horizon_days)
 
 
-def plan_cutoffs(
+def labelled_cutoffs(
     sampling: SamplingConfig,
     label: LabelConfig,
     as_of: pd.Timestamp,
     first_event: pd.Timestamp,
-) -> pd.DataFrame:
-    """Choose the cutoffs and give each its split.
-
-    The test cutoff is the latest one whose whole label window lies inside the data; the
-    validation cutoffs come before it and the training cutoffs before those, each split's label
-    windows ending at or before the next split's first cutoff, so that no training label is
-    observed after the period it is evaluated on.
-    """
+) -> list[pd.Timestamp]:
+    """The candidate cutoffs whose whole label window lies inside the data, oldest first."""
     if sampling.cutoffs:
         candidates = pd.DatetimeIndex(sorted({pd.Timestamp(c) for c in sampling.cutoffs}))
     else:
@@ -101,6 +98,23 @@ def plan_cutoffs(
             len(candidates) - len(fits),
             as_of.date(),
         )
+    return sorted(fits)
+
+
+def plan_cutoffs(
+    sampling: SamplingConfig,
+    label: LabelConfig,
+    as_of: pd.Timestamp,
+    first_event: pd.Timestamp,
+) -> pd.DataFrame:
+    """Choose the cutoffs of a single split (`sampling.scheme=single_split`) and their splits.
+
+    The test cutoff is the latest one whose whole label window lies inside the data; the
+    validation cutoffs come before it and the training cutoffs before those, each split's label
+    windows ending at or before the next split's first cutoff, so that no training label is
+    observed after the period it is evaluated on.
+    """
+    fits = labelled_cutoffs(sampling, label, as_of, first_event)
     window = pd.Timedelta(days=label.gap_days + label.horizon_days)
     remaining = sorted(fits, reverse=True)
     plan: list[tuple[pd.Timestamp, str]] = []
@@ -124,10 +138,111 @@ def plan_cutoffs(
         raise SamplingError(
             f"no training cutoff left: the data from {first_event.date()} to {as_of.date()} is "
             f"too short for {sampling.min_history_days} days of history plus the validation and "
-            f"test label windows"
+            f"test label windows (sampling.scheme=rolling trains on shorter histories)"
         )
     frame = pd.DataFrame(plan, columns=["cutoff", "split"]).sort_values("cutoff")
     return frame.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One out-of-time evaluation: a model trained on `train_cutoffs` is judged at `test_cutoff`.
+
+    `validation_cutoff` is the out-of-time cutoff for early stopping and the fold's calibrator;
+    None when the history leaves no room for one (early stopping then holds out a fifth of the
+    training customers). `embargoed` is False only for the last-resort fold of a very short
+    history: its training labels overlap the test window, so its customers are split in two
+    (`customer_half`) and the test never sees a customer the model was trained on.
+    """
+
+    test_cutoff: pd.Timestamp
+    train_cutoffs: tuple[pd.Timestamp, ...]
+    validation_cutoff: pd.Timestamp | None = None
+    embargoed: bool = True
+
+    def describe(self) -> str:
+        train = f"{self.train_cutoffs[0].date()} to {self.train_cutoffs[-1].date()}"
+        val = (
+            f"validation {self.validation_cutoff.date()}"
+            if self.validation_cutoff is not None
+            else "early stopping on a customer hold-out"
+        )
+        embargo = "" if self.embargoed else ", label windows overlap: customers split in halves"
+        return (
+            f"test {self.test_cutoff.date()}: trained on {len(self.train_cutoffs)} cutoffs "
+            f"({train}), {val}{embargo}"
+        )
+
+
+def plan_folds(
+    cutoffs: list[pd.Timestamp], window: pd.Timedelta, folds: int, max_train_cutoffs: int
+) -> list[Fold]:
+    """Rolling-origin folds, newest test cutoff first.
+
+    Each of the latest `folds` labelled cutoffs is a test; its model learns only from cutoffs
+    whose label windows end at or before it (the embargo), so no training label is observed
+    after the test cutoff. When not even one such fold exists (a history of about 6 months),
+    one fold tests the latest cutoff with a model trained on the earlier ones and on the other
+    half of the customers (`Fold.embargoed` False).
+    """
+    labelled = sorted(cutoffs)
+    out: list[Fold] = []
+    for test in reversed(labelled):
+        if len(out) == folds:
+            break
+        pool = [c for c in labelled if c + window <= test]
+        if not pool:
+            break
+        validation = pool[-1]
+        train = [c for c in pool if c + window <= validation][-max_train_cutoffs:]
+        if train:
+            out.append(Fold(test, tuple(train), validation))
+        else:
+            out.append(Fold(test, tuple(pool[-max_train_cutoffs:]), None))
+    if not out and len(labelled) >= 2 and folds > 0:
+        out.append(Fold(labelled[-1], tuple(labelled[:-1][-max_train_cutoffs:]), None, False))
+    return out
+
+
+def customer_half(customer_ids: pd.Series) -> np.ndarray:
+    """0 or 1 per customer from a hash of the id: a split that never depends on row order."""
+    hashed = pd.util.hash_pandas_object(customer_ids.astype(str), index=False).to_numpy()
+    return (hashed % 2).astype(int)
+
+
+def plan_rolling(
+    sampling: SamplingConfig,
+    label: LabelConfig,
+    as_of: pd.Timestamp,
+    first_event: pd.Timestamp,
+) -> tuple[pd.DataFrame, list[Fold], list[pd.Timestamp]]:
+    """The cutoffs of rolling-origin evaluation, its folds and the refit's training cutoffs.
+
+    The refit learns from the latest `max_train_cutoffs` labelled cutoffs, test cutoffs
+    included: the newest labels the data hold. Each cutoff's `split` is its first role among
+    test (of some fold), validation (of some fold), train.
+    """
+    fits = labelled_cutoffs(sampling, label, as_of, first_event)
+    window = pd.Timedelta(days=label.gap_days + label.horizon_days)
+    folds = plan_folds(fits, window, sampling.folds, sampling.max_train_cutoffs)
+    if not folds:
+        raise SamplingError(
+            f"not enough cutoffs to train and test a model: the data from {first_event.date()} "
+            f"to {as_of.date()} leaves {len(fits)} cutoff(s) with a complete "
+            f"{label.gap_days}+{label.horizon_days}-day label window after "
+            f"{sampling.min_history_days} days of history; rolling evaluation needs 2 "
+            "(about 6 months of events with the default settings)"
+        )
+    refit = fits[-sampling.max_train_cutoffs :]
+    roles: dict[pd.Timestamp, str] = {c: "train" for c in refit}
+    for fold in folds:
+        for c in fold.train_cutoffs:
+            roles.setdefault(c, "train")
+        if fold.validation_cutoff is not None and roles.get(fold.validation_cutoff) != "test":
+            roles[fold.validation_cutoff] = "validation"
+        roles[fold.test_cutoff] = "test"
+    frame = pd.DataFrame(sorted(roles.items()), columns=["cutoff", "split"])
+    return frame, folds, refit
 
 
 def eligible_customers(customers: pd.DataFrame, cutoff: pd.Timestamp, min_tenure_days: int):
@@ -275,7 +390,18 @@ def sample_customers(
     started = time.perf_counter()
     as_of = as_of if as_of is not None else dataset_as_of(dataset_dir)
     first_event = events_start(dataset_dir)
-    plan = plan_cutoffs(sampling, label, as_of, first_event)
+    folds: list[Fold] = []
+    refit: list[pd.Timestamp] = []
+    if sampling.scheme == "rolling":
+        plan, folds, refit = plan_rolling(sampling, label, as_of, first_event)
+        for fold in folds:
+            log.info("fold %s", fold.describe())
+    elif sampling.scheme == "single_split":
+        plan = plan_cutoffs(sampling, label, as_of, first_event)
+    else:
+        raise SamplingError(
+            f"unknown sampling.scheme {sampling.scheme!r}: use rolling or single_split"
+        )
     customers = read_table(
         dataset_dir,
         "customers",
@@ -315,4 +441,11 @@ def sample_customers(
         rows["cutoff"].max().date(),
         time.perf_counter() - started,
     )
-    return Sample(rows=rows, summary=summary, as_of=as_of, events_start=first_event)
+    return Sample(
+        rows=rows,
+        summary=summary,
+        as_of=as_of,
+        events_start=first_event,
+        folds=tuple(folds),
+        refit_cutoffs=tuple(refit),
+    )
