@@ -28,8 +28,6 @@ from churnml.config import CONF_DIR
 from churnml.simulate import SimulationParams, simulate_dataset
 
 
-
-
 def _params(config: str, overrides: list[str]) -> SimulationParams:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="simulate", overrides=[f"simulate={config}", *overrides])

@@ -118,7 +118,9 @@ def labelled_dataset(tmp_path: Path) -> Path:
 
 
 def test_termination_labels_count_only_the_configured_reasons(labelled_dataset: Path):
-    sample = sample_customers(labelled_dataset, LabelConfig(), SamplingConfig(), seed=1)
+    sample = sample_customers(
+        labelled_dataset, LabelConfig(), SamplingConfig(scheme="single_split"), seed=1
+    )
     test = sample.split("test").set_index("customer_id")
     assert test["cutoff"].iloc[0] == pd.Timestamp("2025-11-01")
     assert test["label"].to_dict() == {
@@ -135,7 +137,9 @@ def test_termination_labels_count_only_the_configured_reasons(labelled_dataset: 
 
 
 def test_customer_terminated_before_a_cutoff_never_appears_at_it(labelled_dataset: Path):
-    sample = sample_customers(labelled_dataset, LabelConfig(), SamplingConfig(), seed=1)
+    sample = sample_customers(
+        labelled_dataset, LabelConfig(), SamplingConfig(scheme="single_split"), seed=1
+    )
     customers = pd.read_parquet(labelled_dataset / "customers.parquet").set_index("customer_id")
     terminated = sample.rows["customer_id"].map(customers["terminated_at"])
     assert not (terminated <= sample.rows["cutoff"]).any()
@@ -143,7 +147,10 @@ def test_customer_terminated_before_a_cutoff_never_appears_at_it(labelled_datase
 
 def test_gap_drops_customers_who_leave_before_retention_can_act(labelled_dataset: Path):
     sample = sample_customers(
-        labelled_dataset, LabelConfig(gap_days=15, horizon_days=45), SamplingConfig(), seed=1
+        labelled_dataset,
+        LabelConfig(gap_days=15, horizon_days=45),
+        SamplingConfig(scheme="single_split"),
+        seed=1,
     )
     test = sample.split("test").set_index("customer_id")
     assert "nonpay" not in test.index and "other" not in test.index  # left within 15 days
@@ -161,7 +168,9 @@ def test_labels_change_only_with_rows_after_the_cutoff(tmp_path: Path):
         ]
     )
     label = LabelConfig(kind="inactivity", horizon_days=30)
-    sampling = SamplingConfig(cutoffs=["2025-05-01", "2025-09-01", "2025-11-01"])
+    sampling = SamplingConfig(
+        cutoffs=["2025-05-01", "2025-09-01", "2025-11-01"], scheme="single_split"
+    )
 
     def test_labels(calls_frame: pd.DataFrame) -> dict:
         dataset = _write(tmp_path / f"ds{len(calls_frame)}", customers, calls_frame)
@@ -192,7 +201,9 @@ def test_inactivity_label_counts_payments_as_activity(tmp_path: Path):
         }
     )
     label = LabelConfig(kind="inactivity", horizon_days=30)
-    sampling = SamplingConfig(cutoffs=["2025-05-01", "2025-09-01", "2025-11-01"])
+    sampling = SamplingConfig(
+        cutoffs=["2025-05-01", "2025-09-01", "2025-11-01"], scheme="single_split"
+    )
     silent = sample_customers(_write(tmp_path / "a", customers, calls), label, sampling, 1)
     paying = sample_customers(
         _write(tmp_path / "b", customers, calls, payments), label, sampling, 1

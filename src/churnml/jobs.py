@@ -198,6 +198,14 @@ def _evaluate_rolling(
         y = fit.test["label"].to_numpy()
         p = fit.model.predict_proba(fit.test)
         fold_metrics = evaluation.classification_metrics(y, p, "test")
+        if fit.validation["label"].nunique() == 2:
+            fold_metrics.update(
+                evaluation.classification_metrics(
+                    fit.validation["label"].to_numpy(),
+                    fit.model.predict_proba(fit.validation),
+                    "val",
+                )
+            )
         if fit.fold.test_cutoff in truth:
             fold_metrics["test_truth_roc_auc"] = truth[fit.fold.test_cutoff]
         rows.append(
@@ -226,6 +234,8 @@ def _evaluate_rolling(
     if rolling.rounds is not None:
         metrics["refit_num_boost_round"] = float(rolling.rounds)
     for column in folds.columns:
+        if column.startswith("val_") and folds[column].notna().all():
+            metrics[column] = float(folds[column].mean())  # early stopping rows, not a test
         if column.startswith("test_"):
             values = folds[column].dropna().to_numpy(float)
             if len(values) < len(folds):

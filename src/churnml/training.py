@@ -265,6 +265,7 @@ class FoldFit:
     fold: Fold
     model: ChurnModel
     test: pd.DataFrame
+    validation: pd.DataFrame  # early stopping and the fold's calibrator: not a test
     train_rows: int
     best_iteration: int | None
 
@@ -299,7 +300,7 @@ def fit_rolling(
         log.info("fold %d/%d: %s", index, len(folds), fold.describe())
         fitted = train_model(train, validation, feature_columns, model, seed)
         best = fitted.estimator.best_iteration if model.name == "lightgbm" else None
-        fits.append(FoldFit(fold, fitted, test, len(train), best or None))
+        fits.append(FoldFit(fold, fitted, test, validation, len(train), best or None))
     rounds = None
     if model.name == "lightgbm":
         iterations = [f.best_iteration or model.num_boost_round for f in fits]

@@ -120,7 +120,12 @@ def test_promote_by_hand_records_the_reason(trained_project):
     missing = churnml("promote", "--version", "99", "--reason", "test", *base, cwd=trained_project)
     assert missing.returncode == ExitCode.NO_CHAMPION, missing.stderr[-2000:]
     done = churnml(
-        "promote", "--version", "1", "--reason", "restore after a bad week", *base,
+        "promote",
+        "--version",
+        "1",
+        "--reason",
+        "restore after a bad week",
+        *base,
         cwd=trained_project,
     )
     assert done.returncode == 0, done.stderr[-2000:]
