@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from churnml import jobs
 from churnml.config import DataConfig, compose_config
 from churnml.io import DatasetError
 from churnml.jobs import run_training
-from churnml.snapshot import read_snapshot, split_snapshot
+from churnml.snapshot import choose_model, read_snapshot, split_snapshot
 from churnml.validation import ContractViolation
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +112,86 @@ def test_public_datasets_register_apart_from_the_scoring_champion(dataset):
         [f"data={dataset}", f"paths.root_dir={ROOT}", "tracking.registered_model_name=mine"],
     )
     assert chosen.tracking.registered_model_name == "mine"
+
+
+def test_a_users_csv_gets_model_auto_by_default():
+    cfg = compose_config(
+        "train", ["data.kind=snapshot", "data.path=/tmp/my.csv", "data.label_column=y"]
+    )
+    assert cfg.model.name == "auto" and "small_data" in cfg.model.candidates
+    assert cfg.model.search_budget_s == 120
+
+
+def _synthetic_snapshot(n: int = 800, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    plan = rng.choice(["a", "b", "c"], size=n)
+    logit = 1.2 * x1 - 0.8 * x1 * x2 + (plan == "c") - 1.5
+    label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype("int8")
+    return pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "label": label,
+            "x1": x1,
+            "x2": x2,
+            "noise": rng.normal(size=n),
+            "plan": pd.Categorical(plan),
+        }
+    )
+
+
+def test_model_auto_scores_every_candidate_and_trains_the_best():
+    frame = _synthetic_snapshot()
+    model = compose_config("train", ["model=auto"]).model
+    model = replace(model, search_budget_s=3, search_max_trials=4, search_folds=3)
+    model.params["num_threads"] = 1
+    choice = choose_model(frame, ["x1", "x2", "noise", "plan"], model, seed=3)
+    table = choice.table.set_index("candidate")
+    assert list(table.index) == ["default", "small_data", "optuna"]
+    assert 1 <= choice.trials <= 4
+    assert choice.chosen == table["cv_roc_auc"].idxmax()
+    assert choice.model.name == "lightgbm" and not choice.model.candidates
+    for key, value in table.loc[choice.chosen, "params"].items():
+        assert choice.model.params[key] == value
+    assert table["cv_roc_auc"].min() > 0.6
+
+
+def test_model_auto_never_chooses_on_the_test_rows(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    frame = _synthetic_snapshot(600)
+    path = tmp_path / "mine.csv"
+    frame.drop(columns=["customer_id"]).assign(id=frame["customer_id"]).to_csv(path, index=False)
+    cfg = compose_config(
+        "train",
+        [
+            f"paths.root_dir={tmp_path}",
+            "data.kind=snapshot",
+            f"data.path={path}",
+            "data.id_column=id",
+            "data.label_column=label",
+            "data.positive_label=1",
+            "explain.enabled=false",
+            "tracking.register=false",
+            "model.search_budget_s=0",
+            "model.search_folds=3",
+        ],
+    )
+    seen: list[set] = []
+    real = jobs.choose_model
+
+    def recording(rows, *args, **kwargs):
+        seen.append(set(rows["customer_id"]))
+        return real(rows, *args, **kwargs)
+
+    monkeypatch.setattr(jobs, "choose_model", recording)
+    result = run_training(cfg)
+    test_ids = set(
+        split_snapshot(read_snapshot(path, cfg.data).frame, cfg.data.test_size, cfg.seed)["test"][
+            "customer_id"
+        ]
+    )
+    assert len(seen) == 1 and seen[0] and seen[0].isdisjoint(test_ids)
+    assert len(seen[0]) + len(test_ids) == len(frame)
+    assert "auto_cv_roc_auc" in result.metrics
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.params["model.name"] == "auto"
+    assert "CV AUC" in run.data.tags["model_choice"]

@@ -97,6 +97,14 @@ class ModelConfig:
     num_boost_round: int = 2000
     early_stopping_rounds: int = 100
     calibration: str = "beta"
+    # model=auto (snapshot data): each named candidate (params over `params`) is scored by
+    # stratified `search_folds`-fold CV on the training rows, then a seeded Optuna search runs
+    # for `search_budget_s` seconds (at most `search_max_trials` trials; 0 s: no search); the
+    # best CV AUC wins. On event data, auto is the LightGBM defaults (tune: `churnml tune`).
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    search_budget_s: float = 120.0
+    search_folds: int = 5
+    search_max_trials: int = 200
 
 
 @dataclass

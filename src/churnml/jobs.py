@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 
 from churnml import evaluation, explain, report, scoring, tracking
-from churnml.config import ScoreConfig, TrainConfig, ValidateConfig
+from churnml.config import ModelConfig, ScoreConfig, TrainConfig, ValidateConfig
 from churnml.errors import NoEligibleCustomersError, exit_code_for
 from churnml.features import FeatureParams, build_features
 from churnml.io import (
@@ -39,6 +39,7 @@ from churnml.simulate import SimulationParams, simulate_dataset
 from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
     SnapshotData,
+    choose_model,
     cross_validate,
     read_snapshot,
     split_snapshot,
@@ -324,6 +325,7 @@ class PreparedData:
     frame: pd.DataFrame | None = None
     folds: tuple[Fold, ...] = ()
     refit_cutoffs: tuple[pd.Timestamp, ...] = ()
+    model: ModelConfig | None = None  # model=auto: the settings it chose
 
 
 def _event_provenance(sample: Sample, splits: dict[str, pd.DataFrame], cfg: TrainConfig):
@@ -614,12 +616,6 @@ def _fold_truth(dataset_dir: Path, prepared: PreparedData, cfg: TrainConfig):
 def _prepare_snapshot(
     cfg: TrainConfig, data: SnapshotData, test_data: SnapshotData | None
 ) -> PreparedData:
-    cv_metrics = {}
-    if cfg.data.cv_folds > 0:
-        started = time.perf_counter()
-        folds = cross_validate(data, cfg.model, cfg.data.cv_folds, cfg.data.cv_repeats, cfg.seed)
-        tracking.log_frame(folds, "evaluation/cv_folds.csv")
-        cv_metrics = {**summarize_cv(folds), "time_cv_s": round(time.perf_counter() - started, 2)}
     test_frame = None
     if test_data is not None:
         test_frame = test_data.frame
@@ -627,6 +623,26 @@ def _prepare_snapshot(
         if missing:
             raise DatasetError(f"the test file lacks columns of the training file: {missing}")
     splits = split_snapshot(data.frame, cfg.data.test_size, cfg.seed, test_frame)
+    metrics: dict[str, float] = {}
+    model, choice = cfg.model, None
+    if model.name == "auto":
+        # Chosen on the training rows only: the test split (or file) judges the choice.
+        started = time.perf_counter()
+        rest = pd.concat([splits["train"], splits["validation"]], ignore_index=True)
+        choice = choose_model(rest, data.feature_columns, model, cfg.seed)
+        model = choice.model
+        table = choice.table.assign(params=choice.table["params"].astype(str))
+        tracking.log_frame(table, "model/candidates.csv")
+        tracking.log_params({f"model.chosen.{k}": v for k, v in model.params.items()})
+        tracking.set_tags({"model_choice": choice.describe()[:5000]})
+        metrics["auto_cv_roc_auc"] = float(choice.table["cv_roc_auc"].max())
+        metrics["time_model_choice_s"] = round(time.perf_counter() - started, 2)
+    if cfg.data.cv_folds > 0:
+        started = time.perf_counter()
+        folds = cross_validate(data, model, cfg.data.cv_folds, cfg.data.cv_repeats, cfg.seed)
+        tracking.log_frame(folds, "evaluation/cv_folds.csv")
+        metrics.update(summarize_cv(folds))
+        metrics["time_cv_s"] = round(time.perf_counter() - started, 2)
     provenance = {
         "Data": f"snapshot {Path(cfg.data.path).name}, {len(data.frame):,} customers",
         "Split": (
@@ -636,12 +652,29 @@ def _prepare_snapshot(
         ),
         "Label": f"{cfg.data.label_column} = {cfg.data.positive_label}",
     }
-    return PreparedData(splits, data.feature_columns, provenance, cv_metrics)
+    if choice is not None:
+        provenance["Model choice"] = choice.describe()
+        if cfg.data.cv_folds > 0 and not cfg.data.test_path:
+            provenance["Model choice"] += (
+                "; the repeated CV figure includes the rows the choice was made on (mildly "
+                "optimistic), the test split does not"
+            )
+    return PreparedData(splits, data.feature_columns, provenance, metrics, model=model)
+
+
+def _resolve_auto_for_events(cfg: TrainConfig) -> TrainConfig:
+    """`model=auto` on event data: the LightGBM defaults (the rolling evaluation would make a
+    search fit dozens of models on every cutoff; `churnml tune` searches on purpose)."""
+    if cfg.model.name != "auto" or cfg.data.kind != "events":
+        return cfg
+    log.info("model=auto on event data: LightGBM with the default settings (tune: churnml tune)")
+    return replace(cfg, model=replace(cfg.model, name="lightgbm", candidates={}))
 
 
 def run_training(cfg: TrainConfig) -> TrainResult:
     """Run the whole training job on the configured dataset (raw event tables or a snapshot)."""
     timings: dict[str, float] = {}
+    cfg = _resolve_auto_for_events(cfg)
     run_dir = Path(cfg.run_dir)
     started = time.perf_counter()
     validation = snapshot = test_snapshot = None
@@ -696,6 +729,8 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                 prepared.metrics.update(_truth_metrics(dataset_dir, prepared.splits, cfg))
         else:
             prepared = _prepare_snapshot(cfg, snapshot, test_snapshot)
+        if prepared.model is not None:
+            cfg = replace(cfg, model=prepared.model)
         splits = prepared.splits
         tracking.log_text("\n".join(prepared.feature_columns), "features/feature_list.txt")
         for split_name, part in splits.items():

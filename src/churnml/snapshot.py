@@ -7,16 +7,24 @@ cross-validation for small data); training, SHAP, MLflow and scoring are unchang
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
+from sklearn.model_selection import (
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+    train_test_split,
+)
 
 from churnml.config import DataConfig, ModelConfig
 from churnml.evaluation import classification_metrics
 from churnml.io import DatasetError
+from churnml.model import FeatureFrameSpec
 from churnml.training import train_model
 from churnml.validation import ContractViolation, validate_snapshot
 
@@ -170,3 +178,129 @@ def summarize_cv(folds: pd.DataFrame) -> dict[str, float]:
             summary[f"{column}_mean"] = float(np.mean(values))
             summary[f"{column}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
     return summary
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What `model=auto` chose and why: the model config to train and every candidate's CV AUC."""
+
+    model: ModelConfig
+    chosen: str
+    table: pd.DataFrame  # candidate, cv_roc_auc, rounds, seconds, params
+    trials: int
+    search_s: float
+
+    def describe(self) -> str:
+        scores = ", ".join(
+            f"{row.candidate} {row.cv_roc_auc:.4f}" for row in self.table.itertuples()
+        )
+        return (
+            f"{self.chosen} by {self.model.search_folds}-fold CV AUC on the training rows "
+            f"({scores}; Optuna: {self.trials} trials in {self.search_s:.0f} s)"
+        )
+
+
+def _search_space(trial) -> dict[str, Any]:
+    """LightGBM's main capacity and regularisation knobs, on scales where they matter."""
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.15, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 4, 64, log=True),
+        "max_depth": trial.suggest_int("max_depth", 2, 12),
+        "min_child_samples": trial.suggest_int("min_child_samples", 5, 200, log=True),
+        "feature_fraction": trial.suggest_float("feature_fraction", 0.3, 1.0),
+        "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
+        "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 30.0, log=True),
+        "cat_smooth": trial.suggest_float("cat_smooth", 1.0, 50.0, log=True),
+        "min_data_per_group": trial.suggest_int("min_data_per_group", 5, 200, log=True),
+    }
+
+
+def choose_model(
+    rows: pd.DataFrame, feature_columns: list[str], model: ModelConfig, seed: int
+) -> ModelChoice:
+    """`model=auto`: pick LightGBM settings by stratified CV AUC on `rows` (training rows only).
+
+    The named candidates (`model.candidates`) are tried first, then a seeded Optuna (TPE)
+    search for `model.search_budget_s` seconds. Each setting's score is LightGBM's CV AUC at
+    its best round, the same protocol for all, so a user's file gets settings that suit its
+    size without anyone knowing LightGBM. The time budget bounds the search, so a slower
+    machine may run fewer trials.
+    """
+    spec = FeatureFrameSpec.infer(rows, feature_columns)
+    x = spec.prepare(rows)
+    y = rows["label"].to_numpy()
+    folds = list(StratifiedKFold(model.search_folds, shuffle=True, random_state=seed).split(x, y))
+    base = {k: v for k, v in model.params.items() if k != "metric"}
+
+    def cv_auc(params: dict[str, Any]) -> tuple[float, int]:
+        full = {**base, **params, "objective": "binary", "metric": "auc", "seed": seed}
+        full["verbosity"] = -1
+        history = lgb.cv(
+            full,
+            lgb.Dataset(x, y, free_raw_data=False),
+            num_boost_round=model.num_boost_round,
+            folds=folds,
+            callbacks=[lgb.early_stopping(model.early_stopping_rounds, verbose=False)],
+        )
+        scores = np.asarray(history["valid auc-mean"])
+        best = int(np.argmax(scores))
+        return float(scores[best]), best + 1
+
+    rows_out = []
+    for name, params in (model.candidates or {"default": {}}).items():
+        started = time.perf_counter()
+        auc, rounds = cv_auc(dict(params))
+        rows_out.append(
+            {
+                "candidate": name,
+                "cv_roc_auc": auc,
+                "rounds": rounds,
+                "seconds": round(time.perf_counter() - started, 1),
+                "params": dict(params),
+            }
+        )
+        log.info("model=auto: candidate %s CV AUC %.4f (%d rounds)", name, auc, rounds)
+    trials, search_s = 0, 0.0
+    if model.search_budget_s > 0 and model.search_max_trials > 0:
+        import optuna  # only model=auto needs it
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
+        )
+
+        def objective(trial) -> float:
+            auc, rounds = cv_auc(_search_space(trial))
+            trial.set_user_attr("rounds", rounds)
+            return auc
+
+        started = time.perf_counter()
+        study.optimize(objective, n_trials=model.search_max_trials, timeout=model.search_budget_s)
+        search_s = time.perf_counter() - started
+        trials = len(study.trials)
+        best = study.best_trial
+        rows_out.append(
+            {
+                "candidate": "optuna",
+                "cv_roc_auc": float(best.value),
+                "rounds": int(best.user_attrs["rounds"]),
+                "seconds": round(search_s, 1),
+                "params": dict(best.params),
+            }
+        )
+        log.info(
+            "model=auto: Optuna best CV AUC %.4f after %d trials in %.0f s",
+            best.value,
+            trials,
+            search_s,
+        )
+    table = pd.DataFrame(rows_out)
+    winner = table.loc[table["cv_roc_auc"].idxmax()]  # first on ties: the simpler candidate
+    chosen = replace(
+        model,
+        name="lightgbm",
+        params={**model.params, **winner["params"]},
+        candidates={},
+    )
+    log.info("model=auto chose %s (CV AUC %.4f)", winner["candidate"], winner["cv_roc_auc"])
+    return ModelChoice(chosen, str(winner["candidate"]), table, trials, search_s)
