@@ -66,11 +66,11 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     rows = []
+    root = Path(tempfile.mkdtemp(prefix="bench_auto_"))  # one MLflow store for every run
     for dataset in args.datasets:
         reference, trials, reference_s = _reference(dataset, args.reference_budget)
         for label, model in (("before", BEFORE[dataset]), ("model=auto", "auto")):
-            with tempfile.TemporaryDirectory() as tmp:
-                metrics, seconds, choice = _train(dataset, model, Path(tmp))
+            metrics, seconds, choice = _train(dataset, model, root)
             rows.append(
                 {
                     "dataset": dataset,
