@@ -65,8 +65,9 @@ def _train_job(cfg: DictConfig) -> float:
         print(f"{name:22s}{result.metrics[name]:.4f}")
     if result.report_path is not None:
         print(f"Report:               {result.report_path}")
-    # The sweeper's objective: the validation cutoff, never the test cutoff.
-    return result.metrics["val_roc_auc"]
+    # The sweeper's objective: the validation cutoff, never the test cutoff. (A very short
+    # history's rolling folds may have no two-class validation rows: no objective then.)
+    return result.metrics.get("val_roc_auc", float("nan"))
 
 
 def _score_job(cfg: DictConfig) -> None:
