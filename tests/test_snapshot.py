@@ -89,6 +89,7 @@ def test_snapshot_training_with_cross_validation(tmp_path: Path):
             f"data.path={ROOT}/datasets/ibm_telco/Telco-Customer-Churn.csv",
             "data.cv_folds=3",
             "data.cv_repeats=1",
+            "model.search_budget_s=10",  # model=auto: a short search keeps the test quick
             f"paths.root_dir={tmp_path}",
             "explain.max_rows=500",
         ],
