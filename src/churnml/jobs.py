@@ -99,14 +99,27 @@ def build_training_frame(
     return frame, feature_columns
 
 
-def _attach_scoring_context(model: ChurnModel, test: pd.DataFrame, cfg: TrainConfig) -> None:
-    """Record what scoring must repeat, and a reference sample for population stability."""
+def _attach_scoring_context(
+    model: ChurnModel,
+    test: pd.DataFrame,
+    cfg: TrainConfig,
+    trained_through: pd.Timestamp | None = None,
+) -> None:
+    """Record what scoring must repeat, and a reference sample for population stability.
+
+    Also what the champion gate needs later: the model settings (to retrain the recipe on a
+    later challenger's fold) and `trained_through`, the end of the last label window the
+    model learnt from (rows whose label window starts before it are not unseen).
+    """
     model.settings = {
         "features": asdict(cfg.features),
         "label": asdict(cfg.label),
         "min_tenure_days": cfg.sampling.min_tenure_days,
         "data_kind": cfg.data.kind,
+        "model": asdict(cfg.model),
     }
+    if trained_through is not None:
+        model.settings["trained_through"] = trained_through.isoformat()
     reference = test.sample(n=min(len(test), REFERENCE_ROWS), random_state=cfg.seed)
     model.reference = (
         reference[model.feature_names]
@@ -261,16 +274,26 @@ def _evaluate_rolling(
 
 
 def _champion_decision(
-    cfg: TrainConfig, model: ChurnModel, test: pd.DataFrame, challenger_score: float
+    cfg: TrainConfig,
+    model: ChurnModel,
+    test: pd.DataFrame,
+    challenger_score: float,
+    recipe_rows: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> tuple[Decision, str | None]:
     """Score the current champion on the challenger's test rows; decide (`churnml.promotion`).
 
     With rolling evaluation the registered model (the refit) has learnt from every labelled
     cutoff, so no honest score of it exists on labelled rows. The comparison is then on the
-    newest fold's test cutoff: `challenger_score` is the newest fold model's score there (the
-    refit's own recipe, trained without that cutoff), and the champion scores the same rows
-    now. A champion that was itself refit on that cutoff is favoured by this (it saw the rows),
-    so the gate errs towards keeping the champion, never towards an unearned promotion.
+    newest fold's test cutoff, and neither side may have seen it:
+    - the challenger's score is the newest fold model's (the refit's recipe trained on
+      `recipe_rows`, the fold's training and validation rows, without that cutoff);
+    - a champion refit on earlier data has usually learnt labels that overlap that cutoff's
+      window (retrained monthly, its last label window ends a month into the test window),
+      which would favour it. So when the champion records its settings, its recipe is
+      retrained on the same `recipe_rows` and scored on the same test rows: settings against
+      settings, same data, neither seeing the test cutoff. A champion without recorded
+      settings is scored itself when its labels end before the test cutoff, and kept (with
+      the reason) when they do not.
 
     Returns the decision and the champion's version (None when there is none).
     """
@@ -289,8 +312,32 @@ def _champion_decision(
             champion_version,
         )
     champion = ModelFacts.of(champion_model.settings, champion_model.feature_names)
-    champion_score, champion_error = None, None
-    if champion == challenger:
+    champion_score, champion_error, how = None, None, ""
+    settings = champion_model.settings
+    through = settings.get("trained_through")
+    test_cutoff = pd.to_datetime(test["cutoff"]).min() if "cutoff" in test else None
+    saw = through is not None and test_cutoff is not None and pd.Timestamp(through) > test_cutoff
+    if champion == challenger and recipe_rows is not None and settings.get("model"):
+        recipe = ModelConfig(**settings["model"])
+        try:
+            refitted = train_model(*recipe_rows, champion_model.feature_names, recipe, cfg.seed)
+            p = refitted.predict_proba(test)
+        except TrainingError as error:
+            champion_error = f"its settings could not be retrained on this fold: {error}"
+        else:
+            scores = evaluation.classification_metrics(test["label"].to_numpy(), p, "test")
+            champion_score = scores.get(metric)
+            how = (
+                f" (the champion's settings ({recipe.name}) retrained on the same fold's "
+                "training rows: neither model saw the test cutoff)"
+            )
+    elif champion == challenger and saw and recipe_rows is not None:
+        champion_error = (
+            f"it learnt labels up to {pd.Timestamp(through).date()}, after the test cutoff "
+            f"{test_cutoff.date()}, and records no settings to retrain; a score on these rows "
+            "would favour it. Promote by hand if the fold figures justify it"
+        )
+    elif champion == challenger:
         try:
             p = champion_model.predict_proba(test)
         except TrainingError as error:
@@ -309,6 +356,8 @@ def _champion_decision(
         champion_score=champion_score,
         champion_error=champion_error,
     )
+    if how and champion_score is not None:
+        decision = Decision(decision.promote, decision.reason + how)
     return decision, champion_version
 
 
@@ -415,18 +464,20 @@ def _register(
     prepared: PreparedData,
     cfg: TrainConfig,
     challenger_score: float | None = None,
+    recipe_rows: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> tuple[str, Decision, str | None]:
     """Register the model as challenger and decide whether it may become champion.
 
     `challenger_score`: the challenger's promotion metric on `test` (default: from `metrics`;
-    rolling evaluation passes the newest fold's, see `_champion_decision`).
+    rolling evaluation passes the newest fold's, and that fold's training and validation rows
+    as `recipe_rows`, see `_champion_decision`).
 
     The champion alias itself moves only at the very end of a run whose every stage succeeded
     (`_finish_promotion`): a run that fails or is killed later never leaves a new champion.
     """
     if challenger_score is None:
         challenger_score = metrics[cfg.tracking.promotion_metric]
-    decision, champion_version = _champion_decision(cfg, model, test, challenger_score)
+    decision, champion_version = _champion_decision(cfg, model, test, challenger_score, recipe_rows)
     champion_run_id = (
         tracking.model_version_run_id(cfg.tracking, champion_version) if champion_version else None
     )
@@ -754,11 +805,19 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                 cfg.seed,
             )
             model = rolling.model
+            label_days = pd.Timedelta(days=cfg.label.gap_days + cfg.label.horizon_days)
+            trained_through = max(prepared.refit_cutoffs) + label_days
+            newest = fold_rows(prepared.frame, prepared.folds[0])
+            recipe_rows = (newest[0], newest[1])
         else:
             model = train_model(
                 splits["train"], splits["validation"], prepared.feature_columns, cfg.model, cfg.seed
             )
-        _attach_scoring_context(model, splits["test"], cfg)
+            trained_through, recipe_rows = None, None
+            if "cutoff" in splits["validation"]:
+                label_days = pd.Timedelta(days=cfg.label.gap_days + cfg.label.horizon_days)
+                trained_through = splits["validation"]["cutoff"].max() + label_days
+        _attach_scoring_context(model, splits["test"], cfg, trained_through)
         _timed("train", timings, started)
 
         started = time.perf_counter()
@@ -782,7 +841,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         if cfg.tracking.register:
             started = time.perf_counter()
             version, decision, champion_run_id = _register(
-                model, splits["test"], metrics, prepared, cfg, challenger_score
+                model, splits["test"], metrics, prepared, cfg, challenger_score, recipe_rows
             )
             _timed("register", timings, started)
 
