@@ -34,7 +34,7 @@ from churnml.io import (
 )
 from churnml.model import ChurnModel, TrainingError
 from churnml.promotion import Decision, ModelFacts, decide_promotion
-from churnml.sampling import Sample, eligible_customers, events_start, sample_customers
+from churnml.sampling import Sample, eligible_customers, event_table_starts, sample_customers
 from churnml.simulate import SimulationParams, simulate_dataset
 from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
@@ -628,15 +628,23 @@ def longest_window_days(params: FeatureParams) -> int:
 def _check_history(
     dataset_dir: Path, scoring_date: pd.Timestamp, params: FeatureParams, allow_short: bool
 ) -> str | None:
-    """Refuse (or, when allowed, warn about) a date the features cannot see enough before."""
+    """Refuse (or, when allowed, warn about) a date the features cannot see enough before.
+
+    The history is that of the event table that starts last: bills may go back further than
+    the call records, but the call features are only as good as the calls kept.
+    """
     needed = longest_window_days(params)
-    have = (scoring_date - events_start(dataset_dir)).days
+    starts = event_table_starts(dataset_dir)
+    if not starts:
+        return None
+    table, start = max(starts.items(), key=lambda item: item[1])
+    have = (scoring_date - start).days
     if have >= needed:
         return None
     message = (
-        f"scoring at {scoring_date.date()} leaves {have} days of event history, but the model's "
-        f"features read {needed} days back: its 30- and 90-day figures would be built from "
-        f"{max(have, 0)} days"
+        f"scoring at {scoring_date.date()} leaves {max(have, 0)} days of event history in "
+        f"{table} (from {start.date()}), but the model's features read {needed} days back: "
+        f"its 30- and 90-day figures would be built from {max(have, 0)} days"
     )
     if not allow_short:
         raise DatasetError(

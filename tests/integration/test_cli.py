@@ -120,13 +120,18 @@ def test_promote_by_hand_records_the_reason(trained_project):
     missing = churnml("promote", "--version", "99", "--reason", "test", *base, cwd=trained_project)
     assert missing.returncode == ExitCode.NO_CHAMPION, missing.stderr[-2000:]
     done = churnml(
-        "promote", "--version", "1", "--reason", "restore after a bad week", *base,
+        "promote",
+        "--version",
+        "1",
+        "--reason",
+        "restore after a bad week",
+        *base,
         cwd=trained_project,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     cfg = compose_config("train", base)
     setup_tracking(cfg.tracking)
     version = MlflowClient().get_model_version_by_alias("churnml_tiny", "champion")
-    assert version.version == "1"
+    assert str(version.version) == "1"
     assert version.tags["promotion_reason"] == "restore after a bad week"
     assert version.tags["promoted"] == "by hand"

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONPATH")}
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    done = subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
     assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -34,8 +36,17 @@ def installed_wheel(tmp_path_factory) -> Path:
     """A fresh venv with the churnml wheel installed; returns its bin folder."""
     tmp = tmp_path_factory.mktemp("wheel")
     _run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp),
-         str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp),
+            str(ROOT),
+        ],
         cwd=tmp,
     )
     wheel = next(tmp.glob("churnml-*.whl"))
@@ -45,13 +56,26 @@ def installed_wheel(tmp_path_factory) -> Path:
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp)
     site = Path(
         subprocess.check_output(
-            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            [
+                str(venv / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
             text=True,
         ).strip()
     )
     _run(
-        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-         "--no-deps", "--no-index", str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
         cwd=tmp,
     )
     # Dependencies from the project's environment, after the venv's own site-packages.
