@@ -1,4 +1,4 @@
-"""The registered champion served over HTTP by `mlflow models serve`, and what loading it imports."""
+"""The champion served over HTTP by `mlflow models serve`, and what loading it imports."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 def _feature_rows(root: Path, n: int = 5):
     cfg = compose_config("train", [f"paths.root_dir={root}", "data.name=tiny"])
-    model, version, _ = load_registered_model(cfg.tracking)
+    model, _, _ = load_registered_model(cfg.tracking)
     rows = model.spec.as_model_input(model.reference.head(n))
     return cfg, model, rows
 

@@ -20,6 +20,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+PURELIB = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
 
 
 def _run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
