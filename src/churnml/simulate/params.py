@@ -37,6 +37,20 @@ class SimulationParams:
     courting_rate: float = 0.009  # monthly chance a competitor starts to pull a customer
     distress_rate: float = 0.009  # monthly chance a postpaid payer stops paying
 
+    # Hidden causes: churn that no table records (an offer seen elsewhere, a move, a
+    # frustration never reported). `hidden_share` is the expected share of the voluntary
+    # hazard they carry; the recorded causes are scaled by 1 - hidden_share so the churn rate
+    # stays the same. 0 gives a dataset where every cause leaves a trace in some table.
+    hidden_share: float = 0.45
+    hidden_offer_rate: float = 0.05  # monthly chance of an outside offer (lasts 1-2 months)
+    hidden_move_rate: float = 0.01  # monthly chance of a move or life event (one month)
+    hidden_frustration_sigma: float = 1.0  # log-scale spread of an unreported frustration
+    hidden_frustration_persistence: float = 0.9  # month-to-month correlation of it
+    # Weights of offer, move and frustration within the hidden hazard (normalised).
+    hidden_offer_weight: float = 0.4
+    hidden_move_weight: float = 0.25
+    hidden_frustration_weight: float = 0.35
+
     # Market events (month indices within the window; -1 switches an event off).
     price_rise_month: int = 12
     price_rise_pct: float = 0.08
