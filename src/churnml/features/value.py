@@ -160,7 +160,8 @@ def value_ctes(ctx, cheapest: bool) -> list[str]:
     least = int(p.plan_coverage_min_customers)
     ctes += [
         "vuse AS (SELECT f.kid, f.cutoff, f.payment_type, f.plan_id, f.vfm_fee AS fee,"
-        " a.vo_min_30 AS mins, a.data_mb_30 AS mb FROM vfee f JOIN agg a USING (kid)"
+        " coalesce(a.vo_min_30, 0) AS mins, coalesce(a.data_mb_30, 0) AS mb"
+        " FROM vfee f LEFT JOIN agg a USING (kid)"
         " WHERE f.vfm_fee IS NOT NULL AND f.payment_type IS NOT NULL)",
         # Spark: percentile_approx(mins, q) instead of quantile_cont.
         "vcap AS (SELECT cutoff, payment_type, plan_id, median(fee) AS fee,"
