@@ -9,7 +9,10 @@ every month, the churn hazard.
 Churn truth. For a customer active at the start of month m (activated before it, not yet
 terminated), each voluntary cause c contributes a non-negative monthly hazard h_c (see
 `CAUSES`); the contributions are multiplied by the customer's unobserved frailty, by a
-lock-in discount while a commitment runs, and by `voluntary_scale`. With H = sum_c h_c,
+lock-in discount while a commitment runs, and by `voluntary_scale`. Then they are scaled by
+1 - hidden_share and the hidden causes (`HIDDEN_CAUSES`: states that move the hazard and
+nothing else) add hazards worth hidden_share of the month's mean (see `_add_hidden`). With
+H = sum_c h_c over all causes,
 
     p_voluntary = 1 - exp(-H)             (voluntary or port_out exit during month m)
     p_involuntary = min(1 - exp(-H_inv), 1 - p_voluntary)

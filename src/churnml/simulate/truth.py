@@ -39,17 +39,24 @@ def _exit_days(month: pd.Timestamp) -> pd.DatetimeIndex:
 
 
 def window_probability(
-    dataset_dir: str | Path, rows: pd.DataFrame, horizon_days: int, gap_days: int = 0
+    dataset_dir: str | Path,
+    rows: pd.DataFrame,
+    horizon_days: int,
+    gap_days: int = 0,
+    column: str = "p_voluntary",
 ) -> pd.Series:
     """True probability of a voluntary exit in each row's label window.
 
     `rows` has customer_id and cutoff; months with no truth row (the customer already gone)
     contribute nothing. Returns a Series aligned with `rows` (NaN when there is no truth).
+    `column="p_voluntary_recorded"` gives what the recorded causes alone tell (hidden causes
+    at their mean): about the best a model of the tables can do.
     """
     path = truth_path(dataset_dir)
     if path is None:
         raise FileNotFoundError(f"{dataset_dir} has no {TRUTH_FILE}: not a simulated dataset")
-    truth = pd.read_parquet(path, columns=["customer_id", "month", "p_voluntary"])
+    truth = pd.read_parquet(path, columns=["customer_id", "month", column])
+    truth = truth.rename(columns={column: "p_voluntary"})
     truth["month"] = pd.to_datetime(truth["month"])
     result = np.full(len(rows), np.nan)
     keys = rows.reset_index(drop=True)
