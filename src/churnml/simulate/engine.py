@@ -386,8 +386,8 @@ class _ChunkSimulator:
 
         Returns the hazards of every cause (recorded ones scaled by 1 - hidden_share) and the
         voluntary probability the recorded causes alone tell: the hidden hazards replaced by
-        their mean over the customers at risk and the (unobserved) frailty by its mean 1, about
-        the best any model of the tables can know.
+        their expectation given what the tables show (age, lock-in) and the (unobserved)
+        frailty by its mean 1, about the best any model of the tables can know.
         The hidden hazard is pinned to hidden_share of this month's mean recorded hazard, so
         the strength changes who churns, not how many.
         """
@@ -401,7 +401,8 @@ class _ChunkSimulator:
             new_offer, 1 + (rng.random(n) < 0.5), np.maximum(st.offer_left - 1, 0)
         )
         # A move or life event: one month, more often for the young (age is in the tables).
-        move = rng.random(n) < p.hidden_move_rate * np.where((age >= 0) & (age < 30), 1.6, 0.8)
+        move_p = p.hidden_move_rate * np.where((age >= 0) & (age < 30), 1.6, 0.8)
+        move = rng.random(n) < move_p
         rho = float(np.clip(p.hidden_frustration_persistence, 0.0, 0.999))
         st.frustration = rho * st.frustration + np.sqrt(1 - rho**2) * rng.standard_normal(n)
         sigma = p.hidden_frustration_sigma
@@ -416,18 +417,25 @@ class _ChunkSimulator:
         weights = weights / weights.sum() if weights.sum() > 0 else weights
         risk = np.flatnonzero(at_risk)
         level = h[:, risk].sum(axis=0).mean() if len(risk) else 0.0
+        # What the tables tell of the hidden hazard: its expectation given age and lock-in.
+        expected = np.zeros(n)
+        lock = np.where(locked, 0.35, 1.0)
         if share > 0 and level > 0:
             for i, part in enumerate(parts):
                 mean = part[risk].mean()
                 if mean > 0:
                     hidden[i] = weights[i] * part / mean
             # A lock-in's exit fee holds back an offer and a frustration, not a move.
-            hidden[[0, 2]] *= np.where(locked, 0.35, 1.0)
+            hidden[[0, 2]] *= lock
             hidden *= share * level * at_risk
+            move_mean = move_p[risk].mean()
+            expected = (weights[0] + weights[2]) * lock
+            if move_mean > 0:
+                expected = expected + weights[1] * move_p / move_mean
+            expected = expected * share * level * at_risk
         recorded_h = (1.0 - share) * h
-        mean_hidden = hidden[:, risk].sum(axis=0).mean() if len(risk) else 0.0
         known = recorded_h.sum(axis=0) / frailty
-        recorded = 1.0 - np.exp(-(known + mean_hidden * at_risk))
+        recorded = 1.0 - np.exp(-(known + expected))
         return np.concatenate([recorded_h, hidden]), recorded
 
     def _end_month(self, m: int, present: np.ndarray) -> None:
