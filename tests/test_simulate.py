@@ -92,6 +92,13 @@ def test_pipeline_entry_point_writes_under_raw_dir(tmp_path):
     assert list((tmp_path / "logs" / "simulate").glob("*/simulate.log"))
 
 
+def test_default_is_hard_and_easy_records_every_cause():
+    default, easy = _params(_compose()), _params(_compose("simulate=easy"))
+    assert default.hidden_share > 0 and easy.hidden_share == 0
+    assert easy.name != default.name  # never overwrites the default dataset
+    assert (easy.n_customers, easy.n_months) == (default.n_customers, default.n_months)
+
+
 def test_large_config_is_one_million_over_four_months():
     params = _params(_compose("simulate=large"))
     assert (params.n_customers, params.n_months) == (1_000_000, 4)
