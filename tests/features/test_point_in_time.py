@@ -131,6 +131,7 @@ def test_new_driver_features_are_not_vacuous(base):
         "voice_out_share_to_opy_change_30d_vs_prev60d",
         "port_out_contacts_to_opy_90d",
         "dropped_call_rate_change_30d_vs_prev60d",
+        "last_bill_to_prev3_avg_ratio",
     ):
         assert full[name].notna().sum() > 10, name
         assert full[name].nunique() > 2, name

@@ -52,7 +52,10 @@ EXPECTED = {
     "E": {
         "monthly_fee_over_cheapest_covering_plan": 20.0 - 10.0,  # p1 covers no use too
         "monthly_fee_to_cheapest_covering_plan_ratio": 2.0,
+        # bills of 30 issued 01-05, 02-05, 03-05, 03-28 (04-05 is after the cutoff)
+        "last_bill_to_prev3_avg_ratio": 1.0,
     },
+    "F": {"last_bill_to_prev3_avg_ratio": None},  # prepaid: no bills
 }
 CASES = [(c, n, v) for c, values in EXPECTED.items() for n, v in values.items()]
 
@@ -73,6 +76,7 @@ def test_value_features_are_in_the_registry_with_reasons():
         spec = feature_spec(name, PARAMS)
         assert spec.reason, name
         assert spec.cause_family in {"price", "competitor", "network_quality", "usage_decline"}
+    assert feature_spec("last_bill_to_prev3_avg_ratio", PARAMS).cause_family == "price"
 
 
 def _with_operators(tables: dict) -> dict:
@@ -116,3 +120,15 @@ def test_resolved_params_survive_the_model_round_trip(tmp_path):
     scored = build_features(out, spine, FeatureParams(**asdict(resolved)))
     assert list(scored.columns) == list(trained.columns)
     assert "voice_out_share_to_opy_30d" in scored and "voice_out_share_to_opz_30d" not in scored
+
+
+def test_bill_shock_compares_the_last_bill_with_the_three_before(tmp_path):
+    tables = tiny_tables()
+    bills = tables["bills"].copy()
+    bills.loc[bills["bill_id"] == "b4", "amount_due"] = 75.0  # issued 03-28: the last one
+    bills.loc[bills["bill_id"] == "b1", "amount_due"] = 60.0  # issued 01-05
+    bills.loc[bills["bill_id"] == "b5", "amount_due"] = 999.0  # issued after the cutoff
+    out = write_tables({**tables, "bills": bills}, tmp_path / "d")
+    spine = pd.DataFrame({"customer_id": ["E"], "cutoff": [CUTOFF]})
+    got = build_features(out, spine, PARAMS)["last_bill_to_prev3_avg_ratio"].iloc[0]
+    assert got == pytest.approx(75.0 / ((60.0 + 30.0 + 30.0) / 3))
