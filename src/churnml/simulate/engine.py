@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 
 from churnml.io import write_atomic
+from churnml.progress import progress
 from churnml.simulate import catalog, truth
 from churnml.simulate.events import Bills, Ledger, daytime, draw_complaint_channel
 from churnml.simulate.params import SimulationParams
@@ -767,12 +768,12 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
     n_chunks = max(1, math.ceil(params.n_customers / params.chunk_size))
     width = _id_width(params.n_customers)
     with open_sink(out_dir) as sink:
-        for chunk in range(n_chunks):
+        for chunk in progress(range(n_chunks), "simulating customer chunks", unit="chunks"):
             start = chunk * params.chunk_size
             stop = min(params.n_customers, start + params.chunk_size)
             if stop <= start:
                 break
-            log.info(
+            log.debug(
                 "simulating customers %d..%d (chunk %d/%d)", start, stop - 1, chunk + 1, n_chunks
             )
             gid = np.arange(start, stop, dtype=np.int64)
