@@ -1,6 +1,6 @@
 """Benchmark the simulator: wall time and peak memory of one config, as a Markdown row.
 
-    python benchmarks/bench_simulate.py                 # conf/simulate/large.yaml (1M, 4 months)
+    python benchmarks/bench_simulate.py        # conf/simulate/large.yaml (1M, 4 months)
     python benchmarks/bench_simulate.py --config default --keep data/raw/bench
 
 Peak memory is the peak resident set size of this process (and any children) from
@@ -44,7 +44,7 @@ def _peak_rss_mib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="large", help="conf/simulate/<config>.yaml")
+    parser.add_argument("--config", default="large", help="src/churnml/conf/simulate/<config>.yaml")
     parser.add_argument("--keep", type=Path, help="write here and keep the output")
     parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides, e.g. simulate.chunk_size=25000"

@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from churnml import evaluation, explain, report, scoring, tracking
 from churnml.config import ModelConfig, ScoreConfig, TrainConfig, ValidateConfig
 from churnml.errors import NoEligibleCustomersError, exit_code_for
-from churnml.features import FeatureParams, build_features
+from churnml.features import FeatureParams, build_features, resolve_feature_params
 from churnml.io import (
     DatasetError,
     dataset_as_of,
@@ -34,7 +34,13 @@ from churnml.io import (
 )
 from churnml.model import ChurnModel, TrainingError
 from churnml.promotion import Decision, ModelFacts, decide_promotion
-from churnml.sampling import Fold, Sample, eligible_customers, events_start, sample_customers
+from churnml.sampling import (
+    Fold,
+    Sample,
+    eligible_customers,
+    event_table_starts,
+    sample_customers,
+)
 from churnml.simulate import SimulationParams, simulate_dataset
 from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
@@ -556,6 +562,18 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
     _timed("sample", timings, started)
 
     started = time.perf_counter()
+    # Which competitors get their own columns is decided before the latest training cutoff and
+    # recorded with the model (`_attach_scoring_context`), so scoring builds the same columns.
+    # Rolling evaluation: before the oldest fold's test cutoff, so no fold's columns are
+    # chosen from traffic after the cutoff it is tested on.
+    latest_train_cutoff = (
+        min(f.test_cutoff for f in sample.folds)
+        if sample.folds
+        else sample.rows.loc[sample.rows["split"] == "train", "cutoff"].max()
+    )
+    cfg.features = resolve_feature_params(dataset_dir, cfg.features, latest_train_cutoff)
+    if cfg.features.competitors:
+        log.info("per-operator features for: %s", ", ".join(cfg.features.competitors))
     frame, feature_columns = build_training_frame(dataset_dir, sample, cfg)
     _timed("features", timings, started)
     tracking.log_metrics(timings)
@@ -936,15 +954,23 @@ def longest_window_days(params: FeatureParams) -> int:
 def _check_history(
     dataset_dir: Path, scoring_date: pd.Timestamp, params: FeatureParams, allow_short: bool
 ) -> str | None:
-    """Refuse (or, when allowed, warn about) a date the features cannot see enough before."""
+    """Refuse (or, when allowed, warn about) a date the features cannot see enough before.
+
+    The history is that of the event table that starts last: bills may go back further than
+    the call records, but the call features are only as good as the calls kept.
+    """
     needed = longest_window_days(params)
-    have = (scoring_date - events_start(dataset_dir)).days
+    starts = event_table_starts(dataset_dir)
+    if not starts:
+        return None
+    table, start = max(starts.items(), key=lambda item: item[1])
+    have = (scoring_date - start).days
     if have >= needed:
         return None
     message = (
-        f"scoring at {scoring_date.date()} leaves {have} days of event history, but the model's "
-        f"features read {needed} days back: its 30- and 90-day figures would be built from "
-        f"{max(have, 0)} days"
+        f"scoring at {scoring_date.date()} leaves {max(have, 0)} days of event history in "
+        f"{table} (from {start.date()}), but the model's features read {needed} days back: "
+        f"its 30- and 90-day figures would be built from {max(have, 0)} days"
     )
     if not allow_short:
         raise DatasetError(

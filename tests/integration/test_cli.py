@@ -132,6 +132,6 @@ def test_promote_by_hand_records_the_reason(trained_project):
     cfg = compose_config("train", base)
     setup_tracking(cfg.tracking)
     version = MlflowClient().get_model_version_by_alias("churnml_tiny", "champion")
-    assert version.version == "1"
+    assert str(version.version) == "1"
     assert version.tags["promotion_reason"] == "restore after a bad week"
     assert version.tags["promoted"] == "by hand"
