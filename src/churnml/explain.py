@@ -13,9 +13,8 @@ feature to its cause family and reason text.
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 
 import numba
@@ -44,16 +43,23 @@ def _spec(feature: str) -> FeatureSpec | None:
 
 @dataclass(frozen=True)
 class Contributions:
-    """SHAP values (rows x features, log-odds) with the base value and the explained rows."""
+    """SHAP values (rows x features, log-odds) with the base value and the explained rows.
+
+    `causes` maps columns outside the registry (snapshot datasets) to cause families.
+    """
 
     values: pd.DataFrame
     base_value: float
     features: pd.DataFrame
+    causes: Mapping[str, str] = field(default_factory=dict)
 
 
-def cause_family_of(feature: str) -> str:
+def cause_family_of(feature: str, causes: Mapping[str, str] | None = None) -> str:
+    """The cause family of a feature: the registry's, else the dataset's mapping, else other."""
     spec = _spec(feature)
-    return spec.cause_family if spec else UNMAPPED_FAMILY
+    if spec:
+        return spec.cause_family
+    return (causes or {}).get(feature, UNMAPPED_FAMILY)
 
 
 def cause_label(family: str) -> str:
@@ -76,6 +82,11 @@ def contributions(
     return shap_contributions(model, features)
 
 
+def _column_causes(model: ChurnModel) -> dict[str, str]:
+    """The snapshot dataset's column -> cause family map the model was trained with."""
+    return dict(getattr(model, "settings", {}).get("column_causes", {}) or {})
+
+
 def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
     """Exact TreeSHAP values (linear SHAP for the logistic baseline)."""
     prepared = model.spec.prepare(features)
@@ -86,7 +97,9 @@ def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
         base = float(raw[0, -1]) if len(raw) else 0.0
     else:
         values, base = _linear_contributions(model, prepared)
-    return Contributions(values=values, base_value=base, features=prepared)
+    return Contributions(
+        values=values, base_value=base, features=prepared, causes=_column_causes(model)
+    )
 
 
 def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
@@ -97,7 +110,9 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
     prepared = model.spec.prepare(features)
     if model.kind != "lightgbm":
         values, base = _linear_contributions(model, prepared)
-        return Contributions(values=values, base_value=base, features=prepared)
+        return Contributions(
+            values=values, base_value=base, features=prepared, causes=_column_causes(model)
+        )
     booster = model.estimator
     values = np.empty((len(prepared), len(model.spec.columns)))
     paths = None
@@ -112,7 +127,9 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
         log.debug("path attributions: %d of %d rows", start + len(chunk), len(prepared))
     frame = pd.DataFrame(values, columns=model.spec.columns, index=features.index)
     base_value = paths.base_value if paths else 0.0
-    return Contributions(values=frame, base_value=base_value, features=prepared)
+    return Contributions(
+        values=frame, base_value=base_value, features=prepared, causes=_column_causes(model)
+    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +233,7 @@ def driver_table(contrib: Contributions, labels: pd.Series | None = None) -> pd.
         {
             "feature": values.columns,
             "description": [describe_feature(c) for c in values.columns],
-            "cause_family": [cause_family_of(c) for c in values.columns],
+            "cause_family": [cause_family_of(c, contrib.causes) for c in values.columns],
             "mean_abs_shap": values.abs().mean().to_numpy(),
             "mean_shap": values.mean().to_numpy(),
             "share_raising_risk": (values > 0).mean().to_numpy(),
@@ -234,7 +251,7 @@ def driver_table(contrib: Contributions, labels: pd.Series | None = None) -> pd.
 
 def cause_family_contributions(contrib: Contributions) -> pd.DataFrame:
     """Per-row SHAP summed over each cause family's features (SHAP values add up)."""
-    families = [cause_family_of(c) for c in contrib.values.columns]
+    families = [cause_family_of(c, contrib.causes) for c in contrib.values.columns]
     return contrib.values.T.groupby(families, sort=False).sum().T
 
 
@@ -368,56 +385,35 @@ def driver_findings(
     return pd.DataFrame(rows, columns=columns)
 
 
-def _reason_text(feature: str, value) -> str | None:
+def _reason_text(feature: str, value, currency: str = "") -> str | None:
+    """A registered feature's reason in words; a snapshot column as "column: value"."""
     spec = _spec(feature)
-    if spec is None:
-        return f"{feature.replace('_', ' ')}: {value}"
-    if spec.reason is None:
+    if spec is not None:
+        return spec.reason_text(value, currency)
+    if value is None or pd.isna(value):
         return None
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    number = _is_number(value)
-    try:
-        return spec.reason.format(
-            value=value,
-            pct=value * 100 if number else value,
-            trend=_trend_words(value) if number else value,
-        )
-    except (ValueError, TypeError, KeyError):
-        return f"{spec.description}: {value}"
-
-
-def _trend_words(ratio: float) -> str:
-    """A symmetric change r = (recent - before) / (recent + before) in plain words.
-
-    recent / before = (1 + r) / (1 - r), so the relative change is 2r / (1 - r):
-    r = -0.55 reads "down 71 %", r = 1 (nothing before) reads "new".
-    """
-    if ratio >= 1:
-        return "new (none before)"
-    if ratio <= -1:
-        return "stopped (down 100 %)"
-    change = 2 * ratio / (1 - ratio) * 100
-    if abs(change) < 0.5:
-        return "unchanged"
-    return f"{'up' if change > 0 else 'down'} {abs(change):.0f} %"
+    if _is_number(value):
+        value = _format_number(float(value))
+    return f"{feature.replace('_', ' ')}: {value}"
 
 
 def _is_number(value) -> bool:
     return isinstance(value, int | float | np.integer | np.floating)
 
 
-def customer_reasons(contrib: Contributions, top_n: int = 3) -> pd.DataFrame:
+def customer_reasons(contrib: Contributions, top_n: int = 3, currency: str = "") -> pd.DataFrame:
     """Each customer's top churn-raising drivers as plain text, plus the main cause family.
 
-    Only features that raise the customer's risk (positive SHAP) and have a reason text are
-    cited; a customer with fewer such drivers gets empty trailing reasons.
+    Only features that raise the customer's risk (positive SHAP) and whose value is a fact worth
+    citing are used (a zero count of complaints, a "ended -3 days" are skipped, and the next
+    driver takes the slot); a customer with fewer such drivers gets empty trailing reasons.
     """
     values = contrib.values.to_numpy()
     columns = list(contrib.values.columns)
     citable = np.array([_spec(c) is None or _spec(c).reason is not None for c in columns])
     masked = np.where((values > 0) & citable, values, -np.inf)
-    depth = min(top_n + 3, masked.shape[1])
+    # Some candidates are skipped (non-events), so look further down than top_n.
+    depth = min(top_n + 6, masked.shape[1])
     order = np.argsort(-masked, axis=1, kind="stable")[:, :depth]
     raising = np.isfinite(np.take_along_axis(masked, order, axis=1))
     # Only the candidate cells become Python objects: a whole 1M x 100 frame would not fit.
@@ -434,11 +430,11 @@ def customer_reasons(contrib: Contributions, top_n: int = 3) -> pd.DataFrame:
             if not raising[i, slot] or filled == top_n:
                 break
             feature = columns[order[i, slot]]
-            text = _reason_text(feature, candidate_values[i, slot])
+            text = _reason_text(feature, candidate_values[i, slot], currency)
             if text is None:
                 continue
             if filled == 0:
-                main_family[i] = cause_family_of(feature)
+                main_family[i] = cause_family_of(feature, contrib.causes)
             reasons[i][filled] = text
             filled += 1
     out = pd.DataFrame(

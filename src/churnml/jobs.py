@@ -34,6 +34,7 @@ from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
     SnapshotData,
     cross_validate,
+    guess_column_causes,
     read_snapshot,
     split_snapshot,
     summarize_cv,
@@ -84,6 +85,10 @@ def _attach_scoring_context(model: ChurnModel, test: pd.DataFrame, cfg: TrainCon
         "min_tenure_days": cfg.sampling.min_tenure_days,
         "data_kind": cfg.data.kind,
     }
+    if cfg.data.kind == "snapshot":  # reasons and reports speak in causes, not "other"
+        model.settings["column_causes"] = guess_column_causes(
+            model.feature_names, cfg.data.column_causes, cfg.data.guess_causes
+        )
     reference = test.sample(n=min(len(test), REFERENCE_ROWS), random_state=cfg.seed)
     model.reference = (
         reference[model.feature_names]
@@ -514,7 +519,9 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
             cfg.evaluation,
         )
         check_scores(scores, expected_ids=spine["customer_id"])
-        contacts = scoring.contact_list(scores, cfg.scoring.contact_list_size)
+        contacts = scoring.contact_list(
+            scores, cfg.scoring.contact_list_size, currency=cfg.scoring.currency
+        )
         monitoring = scoring.monitor_population(
             model, features, scores["churn_probability"].to_numpy(), cfg.scoring
         )
