@@ -13,6 +13,7 @@ feature to its cause family and reason text.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -23,6 +24,7 @@ import pandas as pd
 
 from churnml.config import Attribution
 from churnml.features import CAUSE_FAMILIES, FeatureSpec, feature_spec
+from churnml.features.reasons import format_money, humanize_days, trend_words
 from churnml.training import ChurnModel, _as_sklearn_frame
 
 log = logging.getLogger(__name__)
@@ -255,12 +257,17 @@ def cause_family_contributions(contrib: Contributions) -> pd.DataFrame:
     return contrib.values.T.groupby(families, sort=False).sum().T
 
 
-def cause_family_table(contrib: Contributions, drivers: pd.DataFrame) -> pd.DataFrame:
+def cause_family_table(
+    contrib: Contributions, drivers: pd.DataFrame, main_causes: pd.Series | None = None
+) -> pd.DataFrame:
     """Importance of each cause family (the causes the operators' playbooks name).
 
-    A family's contribution for a customer is the sum of its features' SHAP values; its
-    importance is the mean absolute value of that sum. Summing the features' own mean |SHAP|
-    instead would inflate families with many correlated features whose effects cancel.
+    Two measures that do not grow with the number of features in a family:
+    - `share_of_top_reasons`: the share of customers whose main cause (first reason) is the
+      family; the order of the table when `main_causes` is given.
+    - `mean_abs_shap`: the mean absolute value of the family's summed contribution per customer.
+      Summing the features' own mean |SHAP| instead would reward families with many correlated
+      features whose effects cancel.
     """
     by_family = cause_family_contributions(contrib)
     grouped = drivers.groupby("cause_family", sort=False).agg(
@@ -268,10 +275,25 @@ def cause_family_table(contrib: Contributions, drivers: pd.DataFrame) -> pd.Data
     )
     grouped["mean_abs_shap"] = by_family.abs().mean().reindex(grouped.index)
     grouped["share_of_total"] = grouped["mean_abs_shap"] / grouped["mean_abs_shap"].sum()
-    grouped = grouped.sort_values("mean_abs_shap", ascending=False).reset_index()
+    order = ["mean_abs_shap"]
+    if main_causes is not None:
+        shares = main_causes.value_counts(normalize=False) / max(len(main_causes), 1)
+        grouped["share_of_top_reasons"] = shares.reindex(grouped.index).fillna(0.0)
+        order = ["share_of_top_reasons", "mean_abs_shap"]
+    else:
+        grouped["share_of_top_reasons"] = np.nan
+    grouped = grouped.sort_values(order, ascending=False).reset_index()
     grouped.insert(1, "cause", [cause_label(f) for f in grouped["cause_family"]])
     return grouped[
-        ["cause_family", "cause", "mean_abs_shap", "share_of_total", "features", "top_feature"]
+        [
+            "cause_family",
+            "cause",
+            "share_of_top_reasons",
+            "mean_abs_shap",
+            "share_of_total",
+            "features",
+            "top_feature",
+        ]
     ]
 
 
@@ -281,11 +303,14 @@ MIN_RATIO = 1.2  # below this, the group does not churn notably more often than 
 THRESHOLD_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
-def _candidate_groups(feature: pd.Series, shap: pd.Series) -> Iterator[tuple[np.ndarray, str]]:
-    """Groups of rows where a feature raises risk, as (mask, plain-words condition).
+def _candidate_groups(
+    feature: pd.Series, shap: pd.Series, unit: str = "number"
+) -> Iterator[tuple[np.ndarray, str]]:
+    """Groups of rows where a feature raises risk, as (mask, condition).
 
     Categorical features: the levels whose mean SHAP is positive. Numeric features: the tail
-    (high or low, by the sign of the SHAP trend) beyond each of a few quantile thresholds.
+    (high or low, by the sign of the SHAP trend) beyond each of a few quantile thresholds,
+    rounded in the feature's unit first (whole %, days, months) so the words match the group.
     """
     if isinstance(feature.dtype, pd.CategoricalDtype) or feature.dtype == object:
         text = feature.astype(str).where(feature.notna(), "missing")
@@ -302,23 +327,88 @@ def _candidate_groups(feature: pd.Series, shap: pd.Series) -> Iterator[tuple[np.
     correlation = np.corrcoef(numeric[valid], shap[valid])[0, 1]
     if not np.isfinite(correlation) or correlation == 0:
         return
+    seen: set[float] = set()
     for q in THRESHOLD_QUANTILES:
         if correlation > 0:
-            threshold = float(numeric[valid].quantile(q))
-            yield (numeric >= threshold).fillna(False).to_numpy(dtype=bool), f">= {threshold}"
+            threshold = round_threshold(float(numeric[valid].quantile(q)), unit)
+            if threshold not in seen:
+                seen.add(threshold)
+                yield (numeric >= threshold).fillna(False).to_numpy(dtype=bool), f">= {threshold}"
         else:
-            threshold = float(numeric[valid].quantile(1 - q))
-            yield (numeric <= threshold).fillna(False).to_numpy(dtype=bool), f"<= {threshold}"
+            threshold = round_threshold(float(numeric[valid].quantile(1 - q)), unit)
+            if threshold not in seen:
+                seen.add(threshold)
+                yield (numeric <= threshold).fillna(False).to_numpy(dtype=bool), f"<= {threshold}"
 
 
-def _condition_words(feature: str, condition: str) -> str:
-    """`>= 2` on port_out_queries_30d -> "with port out queries 30d ≥ 2"."""
-    operator, _, value = condition.partition(" ")
-    name = feature.replace("_", " ")
+def round_threshold(value: float, unit: str) -> float:
+    """A threshold a person can read: whole %, whole days (months past 60 days), 2 digits."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    if unit in ("share", "points", "trend"):
+        return round(value, 2)
+    if unit in ("days", "days_until"):
+        if abs(value) < 60:
+            return float(round(value))
+        return round(value / (365.25 / 12)) * (365.25 / 12)
+    magnitude = math.floor(math.log10(abs(value)))
+    if unit == "count" and abs(value) >= 1:  # whole numbers, 2 significant digits
+        return float(round(value, -max(magnitude - 1, 0)))
+    return float(round(value, 1 - magnitude))
+
+
+def feature_label(feature: str) -> str:
+    """A short name for a feature: its description's first clause ("outgoing voice minutes in
+    the last 30 days"), or a snapshot column's own name."""
+    spec = _spec(feature)
+    if spec is None:
+        return feature.replace("_", " ")
+    text = spec.description.split(". ")[0].rstrip(".")
+    text = text.split(" (")[0].split(": ")[0]
+    return text[:1].lower() + text[1:]
+
+
+def value_words(value: float, unit: str, currency: str = "") -> str:
+    """A number in its unit, rounded for people: 9 %, EUR 43.20, 3 months, +12 points."""
+    if unit == "share":
+        return f"{value * 100:.0f} %"
+    if unit == "points":
+        return f"{value * 100:+.0f} points"
+    if unit == "trend":
+        return trend_words(value) or "unchanged"
+    if unit == "money":
+        return format_money(value, currency, 2 if abs(value) < 100 else 0)
+    if unit in ("days", "days_until"):
+        return humanize_days(value)
+    return _format_number(value)
+
+
+def _condition_words(feature: str, condition: str, currency: str = "") -> str:
+    """`>= 0.09` on dropped_call_rate_30d -> "with share of voice calls dropped ... ≥ 9 %"."""
+    operator, _, raw = condition.partition(" ")
+    spec = _spec(feature)
+    label = feature_label(feature)
     if operator == "is":
-        return f"whose {name} {condition}"
+        labels = dict(spec.labels) if spec else {}
+        levels = [labels.get(level, level.replace("_", " ")) for level in raw.split(" or ")]
+        return f"whose {label} is {' or '.join(levels)}"
+    value = float(raw)
+    unit = spec.unit if spec else "number"
+    if unit == "days_until":
+        span = humanize_days(value)
+        if operator == "<=":
+            if value < 0:
+                return f"whose contract ended {span} ago or earlier"
+            return f"whose contract ends within {span} or has ended"
+        if value < 0:
+            return f"whose contract ended less than {span} ago or is still running"
+        return f"whose contract ends in {span} or later"
+    if operator == "<=" and value == 0 and unit in ("count", "money", "share", "number"):
+        return f"with no {label.removeprefix('number of ')}"
+    if operator == ">=" and unit == "share" and value >= 1:
+        return f"with {label} at 100 %"
     symbol = "≥" if operator == ">=" else "≤"
-    return f"with {name} {symbol} {_format_number(float(value))}"
+    return f"with {label} {symbol} {value_words(value, unit, currency)}"
 
 
 def _format_number(value: float) -> str:
@@ -328,22 +418,28 @@ def _format_number(value: float) -> str:
 
 
 def driver_findings(
-    contrib: Contributions, labels: pd.Series, drivers: pd.DataFrame, top_n: int
+    contrib: Contributions,
+    labels: pd.Series,
+    drivers: pd.DataFrame,
+    top_n: int,
+    currency: str = "",
 ) -> pd.DataFrame:
     """One plain-language finding per top driver, computed from the data.
 
     For each driver, the group of customers where it raises risk (by its SHAP values) that
     churns most often relative to the rest is found; the finding gives that ratio, both churn
-    rates and the group's share of the base. Drivers with no such group of notable size and
-    lift get no finding.
+    rates and the group's share of the base, with the threshold rounded and in the feature's
+    unit. A driver with no such group of notable size and lift still gets a line: which way it
+    pushes and for how many customers it raises risk.
     """
     rows = []
     y = labels.to_numpy()
     minimum = max(MIN_GROUP_ROWS, int(MIN_GROUP_SHARE * len(y)))
     for feature in drivers["feature"].head(top_n):
         best = None
+        spec = _spec(feature)
         for mask, condition in _candidate_groups(
-            contrib.features[feature], contrib.values[feature]
+            contrib.features[feature], contrib.values[feature], spec.unit if spec else "number"
         ):
             inside, outside = y[mask], y[~mask]
             if len(inside) < minimum or len(outside) < minimum or outside.mean() == 0:
@@ -354,20 +450,21 @@ def driver_findings(
             if ratio >= MIN_RATIO and (best is None or ratio > best[0]):
                 best = (ratio, mask, condition, inside.mean(), outside.mean())
         if best is None:
+            rows.append(_direction_finding(contrib, feature))
             continue
         ratio, mask, condition, rate_in, rate_out = best
         rows.append(
             {
                 "feature": feature,
-                "cause_family": cause_family_of(feature),
+                "cause_family": cause_family_of(feature, contrib.causes),
                 "condition": f"{feature} {condition}",
                 "churn_rate_inside": rate_in,
                 "churn_rate_outside": rate_out,
                 "ratio": ratio,
                 "share_of_base": mask.mean(),
                 "finding": (
-                    f"Customers {_condition_words(feature, condition)} churn {ratio:.1f}x as "
-                    f"often as the rest ({rate_in:.1%} vs {rate_out:.1%}); "
+                    f"Customers {_condition_words(feature, condition, currency)} churn "
+                    f"{ratio:.1f}x as often as the rest ({rate_in:.1%} vs {rate_out:.1%}); "
                     f"{mask.mean():.1%} of the base."
                 ),
             }
@@ -383,6 +480,35 @@ def driver_findings(
         "finding",
     ]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _direction_finding(contrib: Contributions, feature: str) -> dict:
+    """The line for a top driver with no group that churns notably more: which way it acts."""
+    shap = contrib.values[feature]
+    raising = float((shap > 0).mean())
+    values = pd.to_numeric(contrib.features[feature], errors="coerce")
+    valid = values.notna() & shap.notna()
+    direction = ""
+    if valid.sum() > 2 and values[valid].nunique() > 1:
+        correlation = np.corrcoef(values[valid], shap[valid])[0, 1]
+        if np.isfinite(correlation) and abs(correlation) >= 0.1:
+            direction = "higher values raise it" if correlation > 0 else "lower values raise it"
+    label = feature_label(feature)
+    how = f"; {direction}" if direction else ""
+    return {
+        "feature": feature,
+        "cause_family": cause_family_of(feature, contrib.causes),
+        "condition": "",
+        "churn_rate_inside": np.nan,
+        "churn_rate_outside": np.nan,
+        "ratio": np.nan,
+        "share_of_base": raising,
+        "finding": (
+            f"{label[:1].upper() + label[1:]} raises the churn risk of {raising:.0%} of "
+            f"customers{how}; no group of at least {MIN_GROUP_SHARE:.0%} of the base churns "
+            f"{MIN_RATIO}x as often as the rest by it alone."
+        ),
+    }
 
 
 def _reason_text(feature: str, value, currency: str = "") -> str | None:
@@ -445,10 +571,19 @@ def customer_reasons(contrib: Contributions, top_n: int = 3, currency: str = "")
 
 
 def segment_drivers(
-    contrib: Contributions, labels: pd.Series, segments: pd.DataFrame, top_n: int = 3
+    contrib: Contributions,
+    labels: pd.Series,
+    segments: pd.DataFrame,
+    top_n: int = 3,
+    main_causes: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Per segment value: size, churn rate, and the drivers that dominate inside it."""
+    """Per segment value: size, churn rate, its most common main cause and top drivers.
+
+    The top cause is the one most customers of the segment have as their first reason (when
+    `main_causes` is given), so a family with many features does not win by summing.
+    """
     rows = []
+    causes = main_causes.to_numpy() if main_causes is not None else None
     y = labels.to_numpy()
     abs_values = contrib.values.abs()
     family_abs = cause_family_contributions(contrib).abs()
@@ -458,6 +593,11 @@ def segment_drivers(
             mask = keys == value
             ranked = abs_values[mask].mean().sort_values(ascending=False)
             families = family_abs[mask].mean().sort_values(ascending=False)
+            top_cause, top_share = families.index[0], np.nan
+            if causes is not None:
+                counts = pd.Series(causes[mask]).dropna().value_counts()
+                if len(counts):
+                    top_cause, top_share = counts.index[0], counts.iloc[0] / mask.sum()
             rows.append(
                 {
                     "segment": column,
@@ -465,7 +605,8 @@ def segment_drivers(
                     "rows": int(mask.sum()),
                     "share_of_base": mask.mean(),
                     "churn_rate": y[mask].mean(),
-                    "top_cause": cause_label(families.index[0]),
+                    "top_cause": cause_label(top_cause),
+                    "top_cause_share": top_share,
                     "top_drivers": ", ".join(ranked.index[:top_n]),
                 }
             )

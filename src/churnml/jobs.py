@@ -222,10 +222,21 @@ def _explain_and_report(
     contrib = explain.contributions(model, rows, cfg.explain.attribution)
     labels = rows["label"]
     drivers = explain.driver_table(contrib, labels)
-    families = explain.cause_family_table(contrib, drivers)
-    findings = explain.driver_findings(contrib, labels, drivers, cfg.explain.top_drivers)
+    currency = cfg.explain.currency
+    main_causes = explain.customer_reasons(contrib, currency=currency)["main_cause"]
+    families = explain.cause_family_table(contrib, drivers, main_causes)
+    findings = explain.driver_findings(
+        contrib, labels, drivers, cfg.explain.top_drivers, currency=currency
+    )
     segment_columns = [c for c in (*cfg.evaluation.segment_columns, "region") if c in rows]
-    segments = explain.segment_drivers(contrib, labels, rows[segment_columns])
+    segments = explain.segment_drivers(
+        contrib, labels, rows[segment_columns], main_causes=main_causes
+    )
+    plan = scoring.retention_plan(
+        scoring.sample_plan_frame(model, rows, main_causes, cfg.scoring, cfg.evaluation),
+        cfg.evaluation.contact_capacity,
+        scale=len(test) / max(len(rows), 1),
+    )
     change = None
     if champion_run_id is not None:
         champion_families = tracking.load_run_table(champion_run_id, "drivers/families.parquet")
@@ -250,9 +261,19 @@ def _explain_and_report(
             segments=segments,
             change=change,
             figures=figures,
+            plan=plan,
+            currency=currency,
+            horizon_days=cfg.label.horizon_days,
+            contact_capacity=cfg.evaluation.contact_capacity,
         )
     )
-    tables = {"drivers": drivers, "families": families, "findings": findings, "segments": segments}
+    tables = {
+        "drivers": drivers,
+        "families": families,
+        "findings": findings,
+        "segments": segments,
+        "plan": plan,
+    }
     if change is not None:
         tables["change"] = change
     return page, tables

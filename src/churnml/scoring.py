@@ -279,6 +279,86 @@ def rank_by_priority(frame: pd.DataFrame) -> pd.DataFrame:
     return ranked
 
 
+def sample_plan_frame(
+    model: ChurnModel,
+    rows: pd.DataFrame,
+    main_cause: pd.Series,
+    settings: ScoringConfig,
+    decision: EvaluationConfig,
+) -> pd.DataFrame:
+    """What scoring would decide for a sample (the report's test rows): probability, money at
+    risk, expected profit of a call and the playbook's action, per customer, as in `score_frame`.
+    """
+    probability = model.predict_proba(rows)
+    if settings.revenue_feature in rows:
+        revenue = pd.to_numeric(rows[settings.revenue_feature], errors="coerce").to_numpy(float)
+    else:
+        revenue = np.full(len(rows), np.nan)
+    tier = (
+        rows["value_tier"].astype(str).to_numpy() if "value_tier" in rows else value_tiers(revenue)
+    )
+    horizon_months = model.settings.get("label", {}).get("horizon_days", 60) / DAYS_PER_MONTH
+    kept = np.nan_to_num(revenue, nan=0.0)
+    cause = pd.Series(main_cause.fillna("none").astype(str).to_numpy(), index=rows.index)
+    playbook = apply_playbook(
+        cause,
+        pd.Series(tier, index=rows.index),
+        settings.actions,
+        settings.default_action,
+        settings.default_script,
+        rows,
+    )
+    return pd.DataFrame(
+        {
+            "main_cause": cause.to_numpy(),
+            "churn_probability": probability,
+            "revenue_at_risk": probability * kept * horizon_months,
+            "expected_profit": probability
+            * decision.save_rate
+            * (kept * decision.months_kept - decision.offer_cost)
+            - decision.contact_cost,
+            "action": playbook["action"].to_numpy(),
+            "weight": rows["weight"].to_numpy(float) if "weight" in rows else 1.0,
+        }
+    )
+
+
+def retention_plan(plan: pd.DataFrame, contact_capacity: float, scale: float = 1.0) -> pd.DataFrame:
+    """Per main cause: customers, expected churners, revenue at risk, the actions the playbook
+    gives them, and the calls worth making (action and positive expected profit) against the
+    contact capacity (a share of the base). `scale` turns a sample into the whole population;
+    rows carry their sampling weight.
+    """
+    frame = plan.assign(
+        _w=plan["weight"] * scale,
+        _callable=(plan["action"] != NO_ACTION) & (plan["expected_profit"] > 0),
+    )
+    population = frame["_w"].sum()
+    capacity = contact_capacity * population
+    rows = []
+    for cause, group in frame.groupby("main_cause", sort=False):
+        w = group["_w"]
+        actions = group.groupby("action")["_w"].sum().sort_values(ascending=False)
+        calls = float(w[group["_callable"]].sum())
+        rows.append(
+            {
+                "cause_family": cause,
+                "cause": cause_label(cause) if cause != "none" else "no risk-raising reason",
+                "customers": float(w.sum()),
+                "share_of_base": float(w.sum() / population) if population else np.nan,
+                "expected_churners": float((group["churn_probability"] * w).sum()),
+                "revenue_at_risk": float((group["revenue_at_risk"] * w).sum()),
+                "actions": ", ".join(f"{a} ({n:,.0f})" for a, n in actions.head(3).items()),
+                "calls_worth_making": calls,
+                "share_of_capacity": calls / capacity if capacity else np.nan,
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values("revenue_at_risk", ascending=False).reset_index(drop=True)
+
+
 def _top_of_call_lists(
     customer_id: np.ndarray,
     probability: np.ndarray,
