@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from churnml.features import FEATURES
-from churnml.features.reasons import humanize_days, render_reason
+from churnml.features.reasons import humanize_days, reason_problems, render_reason
 
 CITED = [spec for spec in FEATURES if spec.reason is not None]
 VALUES = [-1062.0, -5.0, -1.0, -0.4, 0.0, 0.004, 0.3, 1.0, 2.0, 37.0, 400.0, 1062.0, None, math.nan]
@@ -73,6 +73,7 @@ def test_every_reason_reads_as_a_fact(spec, value):
     assert not re.search(r"\b[a-z]+_[a-z_]+\b", text), f"raw code in {text!r}"
     assert _number_agrees(text) is None, f"plural error in {text!r}: {_number_agrees(text)}"
     assert all(int(n) <= 100 for n in re.findall(r"(\d+) (?:%|points)", text)), text
+    assert reason_problems(text) == [], text
     assert "week after week" not in text and "moving by" not in text
     if spec.unit == "money" and text != spec.zero_reason:
         assert "EUR" in text, f"no currency in {text!r}"
@@ -166,3 +167,19 @@ def test_durations_read_as_people_say_them():
     assert humanize_days(1062) == "3 years"
     assert humanize_days(365.25) == "12 months"
     assert humanize_days(800) == "2 years"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "commitment ends in -1062 days",
+        "no outgoing activity for 0 days",
+        "moved to a dearer plan 1 times",
+        "1 outgoing call minutes",
+        "life-cycle stage: exit_risk",
+        "0 international call minutes",
+        "3 complaint still open",
+    ],
+)
+def test_the_rules_catch_the_texts_of_issue_15(bad):
+    assert reason_problems(bad)

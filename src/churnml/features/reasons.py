@@ -433,3 +433,41 @@ def _agree_number(text: str) -> str:
         return match.group(1) + " ".join(words)
 
     return re.sub(r"((?<![\d.,])\b1 )([^,;()]*)", fix, text)
+
+
+_COUNTED = {**_SINGULAR, **{s: s for s in _SINGULAR.values()}}
+
+
+def reason_problems(text: str) -> list[str]:
+    """What is wrong with a rendered reason, by the house rules (empty when it reads well).
+
+    Checked: a negative number ("-1062 days"), a zero cited as a fact ("0 complaints") other
+    than in words ("no ..."), a raw code (snake_case), a number and its noun that disagree
+    ("1 calls", "3 call"), a share above 100 %. Used by the tests and by scoring's log line.
+    """
+    problems = []
+    if re.search(r"(?<![\w])-\s?\d", text):
+        problems.append("negative number")
+    if re.search(r"(?<![\d.,])0(?:\.0+)?(?![\d.,])", text):
+        problems.append("zero cited as a cause")
+    if re.search(r"\b[a-z]+_[a-z_]+\b", text):
+        problems.append("raw code")
+    if re.search(r"(?<![\d.,])1 times\b", text):
+        problems.append("number agreement: '1 times'")
+    if any(int(n) > 100 for n in re.findall(r"(\d+) (?:%|points)", text)):
+        problems.append("share above 100 %")
+    for match in re.finditer(
+        r"(?<![\d.,])(?<![A-Z]{3} )(\d[\d,]*(?:\.\d+)?) ((?:[\w-]+ ?){1,4})", text
+    ):
+        number = float(match.group(1).replace(",", ""))
+        words = match.group(2).split()
+        nouns = [i for i, w in enumerate(words) if w in _COUNTED]
+        if not nouns:
+            continue
+        last = nouns[0]  # in "call minutes" the counted noun is the last of the run
+        while last + 1 < len(words) and words[last + 1] in _COUNTED:
+            last += 1
+        plural = words[last] in _SINGULAR
+        if plural == (number == 1):
+            problems.append(f"number agreement: {match.group(0).strip()!r}")
+    return problems
