@@ -23,6 +23,7 @@ from churnml.config import ActionRule, Attribution, EvaluationConfig, ScoringCon
 from churnml.contract import SCORE_COLUMNS, VALUE_TIERS
 from churnml.errors import RunLockedError
 from churnml.explain import cause_label, contributions, customer_reasons, shap_contributions
+from churnml.features.reasons import reason_problems
 from churnml.training import ChurnModel
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def score_frame(
             len(top),
             time.perf_counter() - started,
         )
+    _log_reason_problems(reasons)
     main_cause = reasons["main_cause"].fillna("none").astype(str)
     frame = pd.DataFrame(
         {
@@ -255,6 +257,16 @@ def score_frame(
     frame["action"] = playbook["action"].to_numpy()
     frame["script"] = playbook["script"].to_numpy()
     return rank_by_priority(frame)[[*SCORE_COLUMNS, *EXTRA_COLUMNS]]
+
+
+def _log_reason_problems(reasons: pd.DataFrame) -> None:
+    """Warn when a reason breaks the house rules (a new feature's template, say): cheap, since
+    the texts repeat; the run goes on, as a clumsy reason is no reason to withhold scores."""
+    texts = pd.unique(reasons[["reason_1", "reason_2", "reason_3"]].to_numpy().ravel())
+    bad = {t: p for t in texts if isinstance(t, str) and (p := reason_problems(t))}
+    if bad:
+        examples = "; ".join(f"{t!r}: {', '.join(p)}" for t, p in list(bad.items())[:5])
+        log.warning("%d distinct reason texts break the wording rules, e.g. %s", len(bad), examples)
 
 
 def rank_by_priority(frame: pd.DataFrame) -> pd.DataFrame:
