@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -364,7 +365,9 @@ def feature_label(feature: str) -> str:
     if spec is None:
         return feature.replace("_", " ")
     text = spec.description.split(". ")[0].rstrip(".")
-    text = text.split(" (")[0].split(": ")[0]
+    text = re.sub(r"\s*\([^)]*\)", "", text).split(": ")[0].strip()
+    if text[1:2].isupper():  # an acronym: "SMS sent ..."
+        return text
     return text[:1].lower() + text[1:]
 
 
@@ -403,6 +406,10 @@ def _condition_words(feature: str, condition: str, currency: str = "") -> str:
         if value < 0:
             return f"whose contract ended less than {span} ago or is still running"
         return f"whose contract ends in {span} or later"
+    if unit == "trend" and trend_words(value) and (value < 0) == (operator == "<="):
+        core = label.removeprefix("change of ").removeprefix("the ")
+        when = " (last 30 days vs the 2 months before)" if "30d_vs_prev60d" in feature else ""
+        return f"with {core} {trend_words(value)} or more{when}"
     if operator == "<=" and value == 0 and unit in ("count", "money", "share", "number"):
         return f"with no {label.removeprefix('number of ')}"
     if operator == ">=" and unit == "share" and value >= 1:
