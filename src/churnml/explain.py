@@ -12,6 +12,7 @@ feature to its cause family and reason text.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -302,6 +303,7 @@ MIN_GROUP_SHARE = 0.01  # a finding speaks of at least 1 % of the base ...
 MIN_GROUP_ROWS = 30  # ... and of at least this many customers
 MIN_RATIO = 1.2  # below this, the group does not churn notably more often than the rest
 THRESHOLD_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+BAND_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def _candidate_groups(
@@ -323,8 +325,16 @@ def _candidate_groups(
         return
     numeric = pd.to_numeric(feature, errors="coerce")
     valid = numeric.notna().to_numpy()
+    if (~valid).any() and shap[~valid].mean() > 0:
+        yield ~valid, "is missing"  # e.g. no commitment at all
     if valid.sum() < MIN_GROUP_ROWS or numeric[valid].nunique() < 2:
         return
+    # Bands between deciles: a feature may raise risk in the middle (a contract ending soon).
+    edges = sorted({round_threshold(float(q), unit) for q in numeric[valid].quantile(BAND_EDGES)})
+    for low, high in itertools.pairwise(edges):
+        band = ((numeric >= low) & (numeric < high)).fillna(False).to_numpy(dtype=bool)
+        if band.any() and shap[band].mean() > 0:
+            yield band, f"between {low} {high}"
     correlation = np.corrcoef(numeric[valid], shap[valid])[0, 1]
     if not np.isfinite(correlation) or correlation == 0:
         return
@@ -391,6 +401,27 @@ def _condition_words(feature: str, condition: str, currency: str = "") -> str:
     operator, _, raw = condition.partition(" ")
     spec = _spec(feature)
     label = feature_label(feature)
+    if condition == "is missing":
+        null_words = spec.null_reason if spec else None
+        return f"with {null_words}" if null_words else f"with no {label.removeprefix('number of ')}"
+    if operator == "between":
+        low, high = (float(v) for v in raw.split())
+        unit = spec.unit if spec else "number"
+        if unit == "days_until":
+            if low == 0:
+                return f"whose contract ends within {humanize_days(high)}"
+            if low > 0:
+                return f"whose contract ends in {humanize_days(low)} to {humanize_days(high)}"
+            if high <= 0:
+                return f"whose contract ended {humanize_days(high)} to {humanize_days(low)} ago"
+            return (
+                f"whose contract ended up to {humanize_days(low)} ago or ends within "
+                f"{humanize_days(high)}"
+            )
+        return (
+            f"with {label} from {value_words(low, unit, currency)} to under "
+            f"{value_words(high, unit, currency)}"
+        )
     if operator == "is":
         labels = dict(spec.labels) if spec else {}
         levels = [labels.get(level, level.replace("_", " ")) for level in raw.split(" or ")]

@@ -157,11 +157,13 @@ def _plan_section(inputs: ReportInputs) -> str:
     if plan is None or plan.empty:
         return "<p>No playbook given: run with a scoring config to see actions per cause.</p>"
     currency = inputs.currency
-    capacity = (
-        f" The contact capacity is {inputs.contact_capacity:.0%} of the base."
-        if inputs.contact_capacity is not None
-        else ""
-    )
+    capacity = ""
+    if inputs.contact_capacity is not None:
+        calls = inputs.contact_capacity * plan["customers"].sum()
+        capacity = (
+            f" The contact capacity is {inputs.contact_capacity:.0%} of the base: about "
+            f"{calls:,.0f} calls; the share of it each cause would take is given per cause."
+        )
     lines = []
     for row in plan.itertuples():
         if row.cause_family == "none":
@@ -169,7 +171,8 @@ def _plan_section(inputs: ReportInputs) -> str:
         lines.append(
             f"<li><b>{html.escape(row.cause)}</b>: {row.customers:,.0f} customers "
             f"({row.share_of_base:.1%}) have it as their main cause; about "
-            f"{row.expected_churners:,.0f} of them are expected to leave, "
+            f"{row.expected_churners:,.0f} of them "
+            f"{'is' if round(row.expected_churners) == 1 else 'are'} expected to leave, "
             f"{html.escape(currency)} {row.revenue_at_risk:,.0f} of revenue at risk. "
             f"Do: {html.escape(row.actions or 'nothing in the playbook')}. "
             f"Calls worth making: {row.calls_worth_making:,.0f} "
