@@ -72,7 +72,8 @@ def test_every_reason_reads_as_a_fact(spec, value):
     assert not re.search(r"\b0 %", text), f"zero share in {text!r}"
     assert not re.search(r"\b[a-z]+_[a-z_]+\b", text), f"raw code in {text!r}"
     assert _number_agrees(text) is None, f"plural error in {text!r}: {_number_agrees(text)}"
-    assert all(int(n) <= 100 for n in re.findall(r"(\d+) (?:%|points)", text)), text
+    assert all(int(n) <= 100 for n in re.findall(r"(?<!up )(?<!\d)(\d+) (?:%|points)", text))
+    assert not re.search(r"up \d{3,} %", text), f"a change too large for % in {text!r}"
     assert reason_problems(text) == [], text
     assert "week after week" not in text and "moving by" not in text
     if spec.unit == "money" and text != spec.zero_reason:
@@ -158,6 +159,18 @@ def test_a_new_feature_needs_only_its_template():
     assert render_reason("{pct:.0f} % of minutes to X", 0.25, unit="share", signal="high") == (
         "25 % of minutes to X"
     )
+
+
+def test_large_changes_read_as_folds():
+    spec = next(s for s in FEATURES if s.name == "voice_out_calls_trend_30d_vs_prev60d")
+    assert spec.reason_text(0.2) == (
+        "outgoing calls up 50 % in the last 30 days vs the 2 months before"
+    )
+    assert spec.reason_text(0.92) == (
+        "outgoing calls up 24-fold in the last 30 days vs the 2 months before"
+    )
+    assert reason_problems("outgoing calls up 158 % in the last 30 days") == []
+    assert reason_problems("130 % of calls dropped") == ["share above 100 %"]
 
 
 def test_durations_read_as_people_say_them():

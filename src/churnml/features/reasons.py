@@ -264,6 +264,8 @@ def trend_words(ratio: float) -> str | None:
     change = 2 * ratio / (1 - ratio) * 100
     if abs(change) < 0.5:
         return None
+    if change >= 200:  # "up 4700 %" is hard to picture; "up 48-fold" is not
+        return f"up {(1 + ratio) / (1 - ratio):.0f}-fold"
     return f"{'up' if change > 0 else 'down'} {abs(change):.0f} %"
 
 
@@ -454,7 +456,7 @@ def reason_problems(text: str) -> list[str]:
         problems.append("raw code")
     if re.search(r"(?<![\d.,])1 times\b", text):
         problems.append("number agreement: '1 times'")
-    if any(int(n) > 100 for n in re.findall(r"(\d+) (?:%|points)", text)):
+    if any(int(n) > 100 for n in re.findall(r"(?<!up )(?<!\d)(\d+) (?:%|points)", text)):
         problems.append("share above 100 %")
     for match in re.finditer(
         r"(?<![\d.,])(?<![A-Z]{3} )(\d[\d,]*(?:\.\d+)?) ((?:[\w-]+ ?){1,4})", text
