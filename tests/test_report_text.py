@@ -168,3 +168,11 @@ def test_snapshot_causes_reach_reasons_and_families():
         "price",
         "contract_lifecycle",
     }
+
+
+def test_a_missing_value_group_is_not_called_a_zero():
+    words = explain._condition_words("top_competitor_out_share_30d", "is missing")
+    assert not words.startswith("with no share"), words
+    assert explain._condition_words("days_to_commitment_end", "is missing") == (
+        "with no contract or lock-in period"
+    )
