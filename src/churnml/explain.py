@@ -404,7 +404,9 @@ def _condition_words(feature: str, condition: str, currency: str = "") -> str:
     if condition == "is missing":
         null_words = spec.null_reason if spec else None
         # A missing share or "days since" means nothing to measure, not a zero: say so.
-        return f"with {null_words}" if null_words else f"whose {label} is undefined (nothing to measure)"
+        if null_words:
+            return f"with {null_words}"
+        return f"whose {label} is undefined (nothing to measure)"
     if operator == "between":
         low, high = (float(v) for v in raw.split())
         unit = spec.unit if spec else "number"
