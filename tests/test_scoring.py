@@ -92,6 +92,21 @@ def test_the_contract_action_fits_the_commitment_date():
     assert (plan["script"].str.len() > 20).all(), "every default action carries a script line"
 
 
+def test_the_exit_stage_after_a_port_out_query_gets_a_retention_offer():
+    settings = _default_playbook()
+    features = pd.DataFrame(
+        {"days_to_commitment_end": [-400.0, -400.0], "port_out_queries_30d": [1.0, 0.0]}
+    )
+    actions = choose_actions(
+        pd.Series(["contract_lifecycle"] * 2),
+        pd.Series(["C", "C"]),
+        settings.actions,
+        settings.default_action,
+        features,
+    )
+    assert actions.tolist() == ["retention offer", "re-contract offer"]
+
+
 def test_every_default_action_has_a_script_and_low_value_arrears_get_no_action():
     settings = _default_playbook()
     assert all(rule.script for rule in settings.actions)
