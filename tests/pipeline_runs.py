@@ -1,4 +1,4 @@
-"""Run a pipeline entry point the way the scheduler or `make` does: a child process."""
+"""Run a `churnml` command the way a scheduler does: a child process."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def run_pipeline(
     job: str, overrides: list[str], cwd: Path, timeout: int
 ) -> subprocess.CompletedProcess:
-    """`pipelines/<job>.py` with Hydra overrides, without the caller's MLFLOW_TRACKING_URI (so
+    """`churnml <job>` with Hydra overrides, without the caller's MLFLOW_TRACKING_URI (so
     the configured store under `paths.root_dir` is the one used)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "pipelines" / f"{job}.py"), *overrides],
+        [sys.executable, "-m", "churnml", job, *overrides],
         capture_output=True,
         text=True,
         cwd=cwd,
