@@ -106,6 +106,7 @@ def _attach_scoring_context(model: ChurnModel, test: pd.DataFrame, cfg: TrainCon
         "label": asdict(cfg.label),
         "min_tenure_days": cfg.sampling.min_tenure_days,
         "data_kind": cfg.data.kind,
+        "currency": cfg.data.currency,  # the served model's reasons name it
     }
     if cfg.data.kind == "snapshot":  # reasons and reports speak in causes, not "other"
         model.settings["column_causes"] = guess_column_causes(
