@@ -28,6 +28,7 @@ from churnml.config import Attribution
 from churnml.features import CAUSE_FAMILIES, FeatureSpec, feature_spec
 from churnml.features.reasons import format_money, humanize_days, trend_words
 from churnml.model import ChurnModel, as_sklearn_frame
+from churnml.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,8 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
     booster = model.estimator
     values = np.empty((len(prepared), len(model.spec.columns)))
     paths = None
-    for start in range(0, len(prepared), PATH_CHUNK_ROWS):
+    starts = range(0, len(prepared), PATH_CHUNK_ROWS)
+    for start in progress(starts, "path attributions", unit="chunks of 100k rows"):
         chunk = prepared.iloc[start : start + PATH_CHUNK_ROWS]
         # The trees `predict` uses (the best iteration's), one column each.
         leaves = np.ascontiguousarray(booster.predict(chunk, pred_leaf=True), dtype=np.int32)
@@ -128,7 +130,6 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
         values[start : start + len(chunk)] = _sum_leaf_paths(
             leaves, paths.tree_offset, paths.start, paths.feature, paths.delta, values.shape[1]
         )
-        log.debug("path attributions: %d of %d rows", start + len(chunk), len(prepared))
     frame = pd.DataFrame(values, columns=model.spec.columns, index=features.index)
     base_value = paths.base_value if paths else 0.0
     return Contributions(
