@@ -1,6 +1,6 @@
 """Benchmark the simulator: wall time and peak memory of one config, as a Markdown row.
 
-    python benchmarks/bench_simulate.py        # conf/simulate/large.yaml (1M, 4 months)
+    python benchmarks/bench_simulate.py                 # simulate/large.yaml (1M, 4 months)
     python benchmarks/bench_simulate.py --config default --keep data/raw/bench
 
 Peak memory is the peak resident set size of this process (and any children) from

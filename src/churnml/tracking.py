@@ -53,6 +53,7 @@ SERVING_REQUIREMENTS = (
     "omegaconf",
     "duckdb",
     "pyarrow",
+    "tqdm",
 )
 
 # Models registered before churnml 0.2 pickled the wrapper under this name.
