@@ -122,11 +122,15 @@ def test_each_broken_rule_stops_the_run(tmp_path: Path, broken: BrokenRule) -> N
 
 def _csv_params() -> list:
     """CSV is text: id columns are read as strings whatever they hold (io.scan_sql), so their
-    string-type rule cannot break in CSV."""
+    string-type rule cannot break in CSV. A CSV column whose only value is `inf` is sniffed as
+    a date (DuckDB reads it as the infinite date), so it breaks the type rule instead of the
+    finite rule (tests/test_hostile_inputs.py checks that)."""
+    sniffed_as_date = {"transfers.monthly_fee.finite_(no_inf_or_nan)"}
     return [
         p
         for p in _params("csv")
         if not (p.values[0].column.endswith("_id") and p.values[0].rule == "type string")
+        and p.values[0].id not in sniffed_as_date
     ]
 
 

@@ -11,13 +11,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from churnml.config import LabelConfig, SamplingConfig
 from churnml.contract import TERMINATION_REASONS
-from churnml.io import EVENT_TIME_COLUMNS, dataset_as_of, read_table, scan_sql, table_path
+from churnml.io import (
+    EVENT_TIME_COLUMNS,
+    connect,
+    dataset_as_of,
+    read_table,
+    scan_sql,
+    table_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,7 @@ class Sample:
 def events_start(dataset_dir: Path) -> pd.Timestamp:
     """The earliest event time in the event tables: features have no history before it."""
     earliest: list[pd.Timestamp] = []
-    with duckdb.connect() as con:
+    with connect() as con:
         for table, columns in EVENT_TIME_COLUMNS.items():
             path = table_path(dataset_dir, table)
             if table == "customers" or path is None:
@@ -183,7 +189,7 @@ def _inactivity_labels(
     spine["window_start"] = spine["cutoff"] + pd.Timedelta(days=label.gap_days)
     spine["window_end"] = spine["window_start"] + days
     spine["before_start"] = spine["cutoff"] - days
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine", spine)
         flags = con.execute(
             f"""
