@@ -132,12 +132,20 @@ class TrackingConfig:
     challenger_alias: str = "challenger"
     promotion_metric: str = "test_roc_auc"
     register: bool = True  # false for tuning trials: metrics only, no model version
+    # A tracking server that does not answer fails the run within about
+    # request_timeout_s x (request_max_retries + 1), not after minutes of retries.
+    request_timeout_s: int = 10
+    request_max_retries: int = 1
 
 
 @dataclass
 class ValidationConfig:
     enabled: bool = True
     chunk_rows: int = 2_000_000
+    # Plausible ranges: a larger value is an export or unit error (docs/data-contract.md).
+    max_amount: float = 1_000_000.0  # any money amount: bills, payments, fees, transfers
+    max_call_duration_s: int = 86_400
+    max_volume_mb: float = 1_000_000.0
 
 
 @dataclass
@@ -180,6 +188,9 @@ class ScoringConfig:
     exact_reasons_rows: int = 5000
     default_action: str = "monitor"
     actions: list[ActionRule] = field(default_factory=list)
+    # Scores of this dataset go to <output_dir>/scoring_date=<date>/ (what production reads);
+    # any other dataset's to <output_dir>/dataset=<name>/scoring_date=<date>/.
+    production_dataset: str = "telco_sim"
 
 
 @dataclass
@@ -217,5 +228,8 @@ def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()
 
 
 def to_object(cfg: DictConfig) -> TrainConfig | ScoreConfig:
-    """Resolve a composed Hydra config into the typed dataclass the library works with."""
-    return OmegaConf.to_object(cfg)
+    """Resolve a composed Hydra config into the typed dataclass the library works with, and
+    check its settings' ranges (a negative size or horizon fails here, not mid-run)."""
+    from churnml.settings import check_settings
+
+    return check_settings(OmegaConf.to_object(cfg))

@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+import requests
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -26,6 +27,8 @@ from mlflow.models import infer_signature
 from omegaconf import DictConfig, OmegaConf
 
 from churnml.config import TrackingConfig
+from churnml.errors import TrackingUnavailableError
+from churnml.settings import apply_tracking_timeouts
 from churnml.training import ChurnModel
 
 log = logging.getLogger(__name__)
@@ -54,9 +57,19 @@ def setup_tracking(tracking: TrackingConfig) -> str:
     artifact location.
     """
     uri = resolve_tracking_uri(tracking)
+    apply_tracking_timeouts(tracking)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    experiment = mlflow.get_experiment_by_name(tracking.experiment_name)
+    try:
+        experiment = mlflow.get_experiment_by_name(tracking.experiment_name)
+    except (MlflowException, requests.exceptions.RequestException) as error:
+        if _is_local_store(uri):
+            raise
+        raise TrackingUnavailableError(
+            f"tracking server {uri} did not answer within tracking.request_timeout_s="
+            f"{tracking.request_timeout_s} s ({tracking.request_max_retries} retries): "
+            f"{str(error).splitlines()[0][:300]}"
+        ) from error
     if experiment is not None:
         return experiment.experiment_id
     artifact_location = None
@@ -212,9 +225,23 @@ def load_registered_model(
                 f"registered model {name!r} has no version with alias "
                 f"{alias or tracking.champion_alias!r}: train one first (make train)"
             )
+    else:
+        _require_version(name, str(version))
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     churn_model = pyfunc.unwrap_python_model().model
     return churn_model, str(version), model_version_run_id(tracking, version)
+
+
+def _require_version(name: str, version: str) -> None:
+    """A chosen version that does not exist is a missing model (exit 3), not a traceback."""
+    try:
+        MlflowClient().get_model_version(name, version)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise NoChampionError(
+            f"registered model {name!r} has no version {version} (scoring.model_version)"
+        ) from error
 
 
 def run_metrics(run_id: str) -> dict[str, float]:
