@@ -97,6 +97,16 @@ def connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
+# Errors that mean our SQL is wrong (a bug, exit 1), not that a file is bad.
+_OUR_SQL_ERRORS = (
+    duckdb.BinderException,
+    duckdb.ParserException,
+    duckdb.CatalogException,
+    duckdb.SyntaxException,
+    duckdb.NotImplementedException,
+)
+
+
 @contextmanager
 def reading(path: Path, what: str = "read") -> Iterator[None]:
     """Turn DuckDB's errors about a file's content into a DatasetError naming the file.
@@ -105,16 +115,21 @@ def reading(path: Path, what: str = "read") -> Iterator[None]:
     """
     try:
         yield
-    except (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DatasetError(f"{path}: cannot be {what} fully ({first})") from err
+    except _OUR_SQL_ERRORS:
+        raise
+    except duckdb.Error as err:  # I/O, invalid input, conversion, corrupt pages ("Error")
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise DatasetError(
+            f"{path}: cannot be {what} fully ({first or type(err).__name__})"
+        ) from err
 
 
 def _csv_header(path: Path) -> list[str]:
     """The header of a contract CSV: UTF-8 (a BOM is allowed), comma-separated."""
+    with open(path, "rb") as handle:
+        line = handle.readline(1 << 20)  # the header only: DuckDB judges the rows' bytes
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), [])
+        header = next(csv.reader([line.decode("utf-8-sig")]), [])
     except UnicodeDecodeError as error:
         raise DatasetError(
             f"{path}: the header is not UTF-8 text ({error.reason} at byte {error.start}); "
@@ -135,8 +150,12 @@ def raw_scan_sql(path: Path) -> str:
     if path.suffix == ".parquet":
         return f"read_parquet({sql_string(str(path))})"
     # Ids are strings by contract: keep every *_id column as VARCHAR whatever it looks like
-    # (CSV sniffing would read "007" as the number 7). Names come from the file: quoted.
-    ids = [name for name in _csv_header(path) if name.endswith("_id")]
+    # (CSV sniffing would read "007" as the number 7). Contract stamps stay text too: the
+    # sniffer would read a column holding one "Z" stamp as TIMESTAMPTZ and the naive ones in
+    # the session's zone; `read_column` reads them (and the validator judges them) instead.
+    # Names come from the file: quoted.
+    stamps = {c.name for c in CONTRACT_COLUMNS.get(path.stem, ()) if c.kind == "timestamp"}
+    ids = [name for name in _csv_header(path) if name.endswith("_id") or name in stamps]
     types = ", ".join(f"{sql_string(name)}: 'VARCHAR'" for name in ids)
     return (
         f"read_csv({sql_string(str(path))}, header=true, auto_detect=true, sample_size=-1, "
@@ -176,8 +195,9 @@ _INT_TYPES = {
 }
 _TS_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
 _TZ_TYPES = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ"}
-# A text stamp ending in Z or a UTC offset (+02, +0200, +02:00).
-OFFSET_PATTERN = r"(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+# A text stamp with a time of day and then Z or a UTC offset (+02, +0200, +02:00); a date
+# alone ("2024-01-15") has neither.
+OFFSET_PATTERN = r"[T ][0-9]{2}(:?[0-9]{2}){0,2}([.,][0-9]+)? ?(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 
 
 def column_family(duck_type: str) -> str:
@@ -543,3 +563,12 @@ def file_fingerprint(*paths: str | Path | None) -> str:
         if path is not None:
             digest.update(Path(path).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def output_folder(output_dir: str | Path, dataset: str, production: str, leaf: str) -> Path:
+    """An output folder keyed by the dataset that made it: the production dataset keeps
+    `<output_dir>/<leaf>`, any other writes to `<output_dir>/dataset=<name>/<leaf>`."""
+    if not dataset or "/" in dataset or "\\" in dataset or dataset.startswith("."):
+        raise DatasetError(f"data.name {dataset!r} cannot name a folder")
+    base = Path(output_dir)
+    return base / leaf if dataset == production else base / f"dataset={dataset}" / leaf

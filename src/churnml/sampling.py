@@ -281,6 +281,8 @@ def sample_customers(
     started = time.perf_counter()
     as_of = as_of if as_of is not None else dataset_as_of(dataset_dir)
     first_event = events_start(dataset_dir)
+    if pd.isna(first_event):
+        raise SamplingError(f"{dataset_dir}: no customers and no events to sample from")
     plan = plan_cutoffs(sampling, label, as_of, first_event)
     customers = read_table(
         dataset_dir,

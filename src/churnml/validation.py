@@ -28,6 +28,7 @@ from queue import Empty, Queue
 
 import duckdb
 import great_expectations as gx
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from great_expectations.core.expectation_validation_result import (
@@ -71,6 +72,7 @@ RULE_KNOWN = "present in customers"
 RULE_AS_OF = "not after as_of"
 RULE_TABLE = "required table present"
 RULE_FINITE = "finite (no inf or nan)"
+RULE_ROWS = "at least one row"
 RULE_TIME_MODEL = "one time model: all stamps naive or all with a UTC offset"
 
 
@@ -406,6 +408,8 @@ class RuleFailure:
         """One line naming table, column, rule, row count and a few example ids."""
         if self.rule == RULE_TABLE:
             return f"{self.table}: {self.rule} — no {self.table}.parquet or {self.table}.csv found"
+        if self.rule == RULE_ROWS:
+            return f"{self.table}: {self.rule} — the table is empty: nothing to train or score"
         text = f"{self.table}.{self.column}: {self.rule} — {self.n_rows} rows break it"
         if self.example_ids:
             text += f" (e.g. {', '.join(self.example_ids[:MAX_EXAMPLES])})"
@@ -1061,6 +1065,8 @@ def validate_dataset(
             _check_readable(con, path, plan.present)
             stamp_kinds += _stamp_kinds(con, table, path, _describe(con, path))
             rows[table] = runner.rows
+            if table == "customers" and runner.rows == 0:
+                failures.append(RuleFailure(table, "*", RULE_ROWS, 0, []))
             table_failures = runner.failures()
             failures.extend(table_failures)
             log.info(
@@ -1146,13 +1152,15 @@ class ScoresInvalid(RuntimeError):
 
 SCORES_REQUIRED = tuple(c for c in contract.SCORE_COLUMNS if c not in contract.SCORE_NULLABLE)
 RULE_ELIGIBLE = "one row per eligible customer"
+RULE_FINITE_SCORE = "finite (no inf)"
 
 
 def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationReport:
     """Check batch-scoring output before it is published (GX suite on the scores table).
 
     Required columns present and non-null, probabilities in [0, 1], value tiers A-D, revenue at
-    risk >= 0, customer ids unique, and exactly one row per eligible customer. Raises
+    risk >= 0, no infinite number in any column, customer ids unique, and exactly one row per
+    eligible customer. Raises
     ScoresInvalid when a rule breaks.
     """
     table = "scores"
@@ -1186,8 +1194,15 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
             contract.VALUE_TIERS,
         ),
     ]
+    numeric = [c for c in scores.columns if pd.api.types.is_float_dtype(scores[c])]
+    rules += [ContractRule(table, c, RULE_FINITE_SCORE, "flag", (c,)) for c in numeric]
     rules = [r for r in rules if set(r.needs) <= set(scores.columns)]
     frame = scores.copy()
+    for r in rules:
+        if r.rule == RULE_FINITE_SCORE:
+            # NaN is a missing value (the not-null rules judge it); inf is never a number to
+            # publish: it tops every ranking by revenue at risk.
+            frame[r.flag] = ~np.isinf(frame[r.column].to_numpy(dtype=float))
     expected = set(expected_ids.astype(str))
     eligible_flag = next(r.flag for r in rules if r.rule == RULE_ELIGIBLE)
     frame[eligible_flag] = frame["customer_id"].astype(str).isin(expected)
@@ -1207,3 +1222,12 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
             log.error("scores contract: %s", failure.message())
         raise ScoresInvalid(report)
     return report
+
+
+def validation_limits(settings) -> Limits:
+    """The plausible ranges from the `validation` settings (config.ValidationConfig)."""
+    return Limits(
+        max_amount=float(settings.max_amount),
+        max_call_duration_s=int(settings.max_call_duration_s),
+        max_volume_mb=float(settings.max_volume_mb),
+    )
