@@ -11,15 +11,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_pipeline(
-    job: str, overrides: list[str], cwd: Path, timeout: int
+    job: str,
+    overrides: list[str],
+    cwd: Path,
+    timeout: int,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """`pipelines/<job>.py` with Hydra overrides, without the caller's MLFLOW_TRACKING_URI (so
-    the configured store under `paths.root_dir` is the one used)."""
+    the configured store under `paths.root_dir` is the one used); `env` adds variables (TZ)."""
     return subprocess.run(
         [sys.executable, str(ROOT / "pipelines" / f"{job}.py"), *overrides],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=timeout,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})},
     )

@@ -106,7 +106,7 @@ def test_hostile_csv_headers_values_and_folder_names_run_nothing(tmp_path: Path,
     customers = pd.read_csv(path / "customers.csv", dtype=str)
     customers[f"region': 'VARCHAR'}}); COPY (SELECT 1) TO '{target}'; --_id"] = "r"
     customers["q\"; ATTACH 'pwned.db' AS p; --_id"] = "q"
-    customers["region"] = HOSTILE_TEXT[:3] + ["north", "south", None]
+    customers["region"] = [*HOSTILE_TEXT[:3], "north", "south", None]
     customers.to_csv(path / "customers.csv", index=False)
     calls = pd.read_csv(path / "calls.csv", dtype=str)
     calls["peer_operator"] = HOSTILE_TEXT * 2
@@ -311,7 +311,7 @@ def test_mixed_stamps_within_one_csv_column(tiny_csv: Path):
 def test_as_of_accepts_any_iso_8601_form(tiny: Path, as_of: str, expected: str):
     (tiny / "manifest.json").write_text(json.dumps({"as_of": as_of}))
     assert dataset_as_of(tiny) == pd.Timestamp(expected)
-    assert check_dataset(tiny).success
+    assert check_dataset(tiny, tables=["calls"]).success
 
 
 # --- 4. one publish: a date's files appear together or not at all -----------------------------
@@ -602,3 +602,98 @@ def test_scan_sql_reads_ids_as_text(tiny_csv: Path):
     frame = read_table(tiny_csv, "customers")
     assert frame["customer_id"].tolist()[0] == "007"  # not the number 7
     assert scan_sql(customers).startswith("(SELECT ")
+
+
+# --- slow: scoring with a trained model (faults between steps, time zones, exit codes) ---------
+
+
+def _score_overrides(root: Path, dataset: Path, name: str, *more: str) -> list[str]:
+    return [
+        f"paths.root_dir={root}",
+        f"data.path={dataset}",
+        f"data.name={name}",
+        "scoring.date=2024-09-01",
+        *more,
+    ]
+
+
+def _aware_copy(dataset: Path, target: Path) -> Path:
+    shutil.copytree(dataset, target)
+    _to_utc_offsets(target)
+    return target
+
+
+@pytest.mark.slow
+def test_scores_are_identical_under_any_server_time_zone(
+    trained_project: Path, tiny_dataset: Path, tmp_path: Path
+):
+    from churnml.jobs import run_scoring
+
+    aware = _aware_copy(tiny_dataset, tmp_path / "aware")
+    outputs = {}
+    for zone in ("UTC", "America/New_York"):
+        name = f"tz_{zone.replace('/', '_')}"
+        completed = run_pipeline(
+            "score",
+            _score_overrides(trained_project, aware, name, f"run_dir={tmp_path}/logs/{name}"),
+            cwd=tmp_path,
+            timeout=600,
+            env={"TZ": zone},
+        )
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        folder = trained_project / "data" / "scores" / f"dataset={name}" / "scoring_date=2024-09-01"
+        outputs[zone] = {
+            f: (folder / f).read_bytes() for f in ("scores.parquet", "contact_list.csv")
+        }
+    assert outputs["UTC"] == outputs["America/New_York"]
+    # The same instants written naive (UTC) score the same too.
+    naive = run_scoring(
+        compose_config(
+            "score",
+            _score_overrides(trained_project, tiny_dataset, "tz_naive", f"run_dir={tmp_path}/n"),
+        )
+    )
+    assert naive.scores_path.read_bytes() == outputs["UTC"]["scores.parquet"]
+
+
+@pytest.mark.slow
+def test_scoring_failure_between_files_publishes_nothing(
+    trained_project: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch
+):
+    from churnml import jobs, scoring
+
+    def cfg(*more: str):
+        overrides = _score_overrides(trained_project, tiny_dataset, "fault", *more)
+        return compose_config("score", [*overrides, f"run_dir={tmp_path}/logs"])
+
+    first = jobs.run_scoring(cfg("scoring.contact_list_size=10"))
+    folder = first.scores_path.parent
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def broken_monitoring(report: dict) -> str:
+        raise OSError("disk full while writing monitoring.json")
+
+    monkeypatch.setattr(scoring, "monitoring_json", broken_monitoring)
+    with pytest.raises(OSError, match="disk full"):
+        jobs.run_scoring(cfg("scoring.contact_list_size=20"))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert len(pd.read_csv(folder / "contact_list.csv")) == 10
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no staging, no lock
+
+    # A failed run for a new date leaves no folder and no lock behind.
+    new = cfg("scoring.date=2024-08-01")
+    with pytest.raises(OSError, match="disk full"):
+        jobs.run_scoring(new)
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]
+
+
+@pytest.mark.slow
+def test_pipeline_exit_codes_for_bad_settings_and_versions(trained_project: Path, tmp_path):
+    base = [f"paths.root_dir={trained_project}", "validation.enabled=false"]
+    completed = run_pipeline("score", [*base, "scoring.date=2025-13-45"], tmp_path, 300)
+    assert completed.returncode == ExitCode.BAD_INPUT, completed.stderr[-2000:]
+    assert "scoring.date='2025-13-45': must be an ISO 8601 date" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    completed = run_pipeline("score", [*base, "scoring.model_version=99"], tmp_path, 300)
+    assert completed.returncode == ExitCode.NO_CHAMPION, completed.stderr[-2000:]
+    assert "has no version 99 (scoring.model_version)" in completed.stderr
