@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pipeline_runs import run_pipeline
 from tiny_dataset import write_tiny_dataset
 
 from churnml.config import compose_config
