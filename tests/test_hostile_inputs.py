@@ -689,8 +689,15 @@ def test_scoring_failure_between_files_publishes_nothing(
 
 
 @pytest.mark.slow
-def test_pipeline_exit_codes_for_bad_settings_and_versions(trained_project: Path, tmp_path):
-    base = [f"paths.root_dir={trained_project}", "validation.enabled=false"]
+def test_pipeline_exit_codes_for_bad_settings_and_versions(
+    trained_project: Path, tiny_dataset: Path, tmp_path: Path
+):
+    base = [
+        f"paths.root_dir={trained_project}",
+        f"data.path={tiny_dataset}",
+        "data.name=tiny",
+        "validation.enabled=false",
+    ]
     completed = run_pipeline("score", [*base, "scoring.date=2025-13-45"], tmp_path, 300)
     assert completed.returncode == ExitCode.BAD_INPUT, completed.stderr[-2000:]
     assert "scoring.date='2025-13-45': must be an ISO 8601 date" in completed.stderr
