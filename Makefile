@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 SIM_DATA := data/raw/telco_sim/manifest.json
 
-.PHONY: help venv train score simulate tune test test-fast bench lint format docs mlflow-ui clean
+.PHONY: help venv train score validate simulate tune serve test test-fast bench lint format docs mlflow-ui clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -25,20 +25,35 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create or refresh the virtual environment
 
+# The simulated default dataset is generated only when a run uses it and it is missing.
+USES_DEFAULT_DATA := $(if $(filter data=% data.path=%,$(ARGS)),,$(SIM_DATA))
+CHURNML := $(BIN)/churnml
+TRACKING_URI := $${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/mlflow.db}
+MODEL ?= churnml_telco_sim
+PORT ?= 5001
+
 $(SIM_DATA): | $(STAMP)
-	$(BIN)/python pipelines/simulate.py
+	$(CHURNML) simulate
 
 simulate: $(STAMP) ## Generate the simulated telecom dataset (ARGS="simulate=large" for 1M subscribers)
-	$(BIN)/python pipelines/simulate.py $(ARGS)
+	$(CHURNML) simulate $(ARGS)
 
-train: $(STAMP) $(SIM_DATA) ## Validate, sample, build features, train, explain, log and register
-	$(BIN)/python pipelines/train.py $(ARGS)
+train: $(STAMP) $(USES_DEFAULT_DATA) ## Validate, sample, build features, train, explain, log and register
+	$(CHURNML) train $(ARGS)
 
-score: $(STAMP) $(SIM_DATA) ## Batch scoring with the champion model (ARGS="scoring.date=YYYY-MM-DD")
-	$(BIN)/python pipelines/score.py $(ARGS)
+score: $(STAMP) ## Batch scoring with the champion model (schedulers: call .venv/bin/churnml score)
+	$(CHURNML) score $(ARGS)
 
-tune: $(STAMP) $(SIM_DATA) ## Hyper-parameter sweep (Hydra multirun with the Optuna sweeper)
-	$(BIN)/python pipelines/train.py hparams_search=lightgbm_optuna $(ARGS)
+validate: $(STAMP) ## Check a dataset against the data contract (ARGS="data.path=...")
+	$(CHURNML) validate $(ARGS)
+
+tune: $(STAMP) $(USES_DEFAULT_DATA) ## Hyper-parameter sweep (Hydra multirun with the Optuna sweeper)
+	$(CHURNML) tune $(ARGS)
+
+serve: $(STAMP) ## Serve the champion over HTTP on 127.0.0.1:$(PORT) (MODEL=churnml_<dataset>)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(TRACKING_URI)" \
+		$(BIN)/mlflow models serve -m "models:/$(MODEL)@champion" --env-manager local \
+		--host 127.0.0.1 --port $(PORT)
 
 test: $(STAMP) ## Run the whole test suite, slow tests included
 	$(BIN)/pytest $(ARGS)
@@ -61,7 +76,7 @@ docs: $(STAMP) ## Regenerate docs/features.md from the feature registry
 	$(BIN)/python -m churnml.features.docs
 
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db}" --host 127.0.0.1 --port 5000
+	$(BIN)/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000
 
 clean: ## Remove generated data, runs, reports, logs and the venv
 	rm -rf $(VENV) data/raw data/interim data/scores reports logs mlruns mlflow.db .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Benchmark the simulator: wall time and peak memory of one config, as a Markdown row.
 
-    python benchmarks/bench_simulate.py                 # conf/simulate/large.yaml (1M, 4 months)
+    python benchmarks/bench_simulate.py                 # src/churnml/conf/simulate/large.yaml (1M, 4 months)
     python benchmarks/bench_simulate.py --config default --keep data/raw/bench
 
 Peak memory is the peak resident set size of this process (and any children) from
@@ -24,9 +24,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from churnml.config import CONF_DIR
 from churnml.simulate import SimulationParams, simulate_dataset
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 
 
 def _params(config: str, overrides: list[str]) -> SimulationParams:
@@ -45,7 +46,7 @@ def _peak_rss_mib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="large", help="conf/simulate/<config>.yaml")
+    parser.add_argument("--config", default="large", help="src/churnml/conf/simulate/<config>.yaml")
     parser.add_argument("--keep", type=Path, help="write here and keep the output")
     parser.add_argument(
         "overrides", nargs="*", help="Hydra overrides, e.g. simulate.chunk_size=25000"

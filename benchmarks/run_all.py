@@ -28,7 +28,7 @@ BENCHMARKS: tuple[tuple[str, ...], ...] = (
 def _simulate(target: Path, *overrides: str) -> None:
     if not (target / "manifest.json").exists():
         subprocess.run(
-            [sys.executable, str(ROOT / "pipelines" / "simulate.py"), *overrides],
+            [sys.executable, "-m", "churnml", "simulate", *overrides],
             check=True,
             cwd=ROOT,
         )

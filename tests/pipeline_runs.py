@@ -1,4 +1,4 @@
-"""Run a pipeline entry point the way the scheduler or `make` does: a child process."""
+"""Run a `churnml` command the way a scheduler does: a child process."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_pipeline(
@@ -17,10 +15,10 @@ def run_pipeline(
     timeout: int,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """`pipelines/<job>.py` with Hydra overrides, without the caller's MLFLOW_TRACKING_URI (so
+    """`churnml <job>` with Hydra overrides, without the caller's MLFLOW_TRACKING_URI (so
     the configured store under `paths.root_dir` is the one used); `env` adds variables (TZ)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "pipelines" / f"{job}.py"), *overrides],
+        [sys.executable, "-m", "churnml", job, *overrides],
         capture_output=True,
         text=True,
         cwd=cwd,

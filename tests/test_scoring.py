@@ -16,10 +16,35 @@ def test_risk_bands_are_deciles_of_the_scores():
 
 
 def test_value_tiers_follow_the_usual_cut():
-    tiers = value_tiers(np.arange(1000, 0, -1, dtype=float))
+    revenue = np.arange(1000, 0, -1, dtype=float)
+    tiers = value_tiers(revenue, np.arange(1000), [0.01, 0.05, 0.20])
     counts = pd.Series(tiers).value_counts()
     assert counts.to_dict() == {"D": 800, "C": 150, "B": 40, "A": 10}
     assert tiers[0] == "A" and tiers[-1] == "D"
+
+
+@pytest.mark.parametrize("distinct", [1, 3, 17])
+def test_value_tiers_hold_exact_shares_under_heavy_ties(distinct):
+    """Many customers on the same fee: the tiers still hold 1 / 4 / 15 / 80 % exactly."""
+    rng = np.random.default_rng(distinct)
+    revenue = rng.choice(np.linspace(10, 50, distinct), size=2000)
+    ids = rng.permutation(2000)
+    tiers = value_tiers(revenue, ids, [0.01, 0.05, 0.20])
+    assert pd.Series(tiers).value_counts().to_dict() == {"D": 1600, "C": 300, "B": 80, "A": 20}
+    # Revenue still decides across tiers: nobody in a higher tier earns less than a lower one.
+    frame = pd.DataFrame({"tier": tiers, "revenue": revenue})
+    by_tier = frame.groupby("tier")["revenue"].agg(["min", "max"])
+    for upper, lower in (("A", "B"), ("B", "C"), ("C", "D")):
+        assert by_tier.loc[upper, "min"] >= by_tier.loc[lower, "max"]
+    # Deterministic: the same ids in another row order get the same tiers.
+    order = rng.permutation(2000)
+    again = value_tiers(revenue[order], ids[order], [0.01, 0.05, 0.20])
+    assert (again == tiers[order]).all()
+
+
+def test_value_tiers_leave_missing_revenue_untiered():
+    tiers = value_tiers(np.array([5.0, np.nan, 3.0]), np.array(["a", "b", "c"]), [0.01, 0.05, 0.2])
+    assert tiers[1] is None and tiers[0] == "A"
 
 
 def test_first_matching_playbook_rule_wins():

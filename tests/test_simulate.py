@@ -17,11 +17,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from churnml.config import CONF_DIR
 from churnml.simulate import SimulationParams, simulate_dataset
 from churnml.simulate.catalog import CAUSES
 from churnml.simulate.writer import SCHEMAS
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 TABLES = ("customers", "calls", "transfers", "complaints", "bills", "payments")
 SMALL = {"n_customers": 600, "n_months": 6, "chunk_size": 250}
 
@@ -77,10 +77,9 @@ def test_tiny_config_generates_a_dataset(tmp_path):
 
 
 def test_pipeline_entry_point_writes_under_raw_dir(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "pipelines" / "simulate.py"
     env = {**os.environ, "CHURNML_ROOT": str(tmp_path)}
     subprocess.run(
-        [sys.executable, str(script), "simulate=tiny", "simulate.n_customers=200"],
+        [sys.executable, "-m", "churnml", "simulate", "simulate=tiny", "simulate.n_customers=200"],
         check=True,
         env=env,
         cwd=tmp_path,

@@ -103,7 +103,7 @@ def test_public_datasets_register_apart_from_the_scoring_champion(dataset):
     default = compose_config("train", [f"paths.root_dir={ROOT}"]).tracking
     public = compose_config("train", [f"data={dataset}", f"paths.root_dir={ROOT}"]).tracking
     assert public.registered_model_name == f"churnml_{dataset}"
-    assert default.registered_model_name == "churnml"
+    assert default.registered_model_name == "churnml_telco_sim"
     chosen = compose_config(
         "train",
         [f"data={dataset}", f"paths.root_dir={ROOT}", "tracking.registered_model_name=mine"],

@@ -1,24 +1,26 @@
 """Typed configuration schemas (Hydra structured configs).
 
-YAML under `conf/` holds values only; these dataclasses give every key its type, so a typo in
-an override fails when the config is composed, not an hour into training.
+YAML under `churnml/conf/` holds values only; these dataclasses give every key its type, so a
+typo in an override fails when the config is composed, not an hour into training.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from churnml.features.params import FeatureParams
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # shipped in the package
 
 
 @dataclass
@@ -37,7 +39,8 @@ class PathsConfig:
 class DataConfig:
     """Where the raw data is and what shape it has (`events`: contract tables; `snapshot`)."""
 
-    name: str = MISSING
+    # Names the registered model and the outputs; left empty, it is derived from `path`.
+    name: str | None = None
     kind: str = "events"
     path: str = MISSING
     # Snapshot datasets: one row per customer (docs/data-contract.md, Snapshot datasets).
@@ -127,7 +130,8 @@ class TrackingConfig:
     tracking_uri: str = MISSING
     artifact_dir: str = MISSING
     experiment_name: str = "churnml"
-    registered_model_name: str = "churnml"
+    # Left empty: `churnml_<data.name>`, so each dataset has its own champion.
+    registered_model_name: str | None = None
     champion_alias: str = "champion"
     challenger_alias: str = "challenger"
     promotion_metric: str = "test_roc_auc"
@@ -186,6 +190,9 @@ class ScoringConfig:
     psi_top_features: int = 10
     attribution: Attribution = Attribution.path
     exact_reasons_rows: int = 5000
+    # A scoring date with less event history than the model's longest feature window is
+    # refused (exit 2); true scores it anyway, with a warning in monitoring.json.
+    allow_short_history: bool = False
     default_action: str = "monitor"
     actions: list[ActionRule] = field(default_factory=list)
     # Scores of this dataset go to <output_dir>/scoring_date=<date>/ (what production reads);
@@ -204,17 +211,49 @@ class ScoreConfig:
     run_dir: str = MISSING
 
 
+@dataclass
+class ValidateConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    run_dir: str = MISSING
+
+
 def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore (called by the pipeline entry points)."""
+    """Register the schemas with Hydra's ConfigStore (called by the `churnml` command)."""
+    from hydra.core.config_store import ConfigStore  # not at import: serving needs no Hydra
+
     store = ConfigStore.instance()
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="score_schema", node=ScoreConfig)
+    store.store(name="validate_schema", node=ValidateConfig)
+
+
+def dataset_name_from_path(path: str) -> str:
+    """A dataset's name from its folder or file: `/data/telco/latest.csv` -> `latest`."""
+    stem = Path(str(path).rstrip("/")).name
+    stem = stem.split(".")[0] if "." in stem and not stem.startswith(".") else stem
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_") or "dataset"
+
+
+def _name_outputs(cfg: TrainConfig | ScoreConfig | ValidateConfig) -> None:
+    """Fill the dataset name (from the path) and the model name (from the dataset) when unset."""
+    if not cfg.data.name:
+        cfg.data.name = dataset_name_from_path(cfg.data.path)
+        log.info(
+            "data.name is not set: calling the dataset %r after data.path (set data.name=... "
+            "to choose; it names the registered model and the outputs)",
+            cfg.data.name,
+        )
+    tracking = getattr(cfg, "tracking", None)
+    if tracking is not None and not tracking.registered_model_name:
+        tracking.registered_model_name = f"churnml_{cfg.data.name}"
 
 
 def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()):
     """Compose a primary config (`train`, `score`) outside `@hydra.main`, typed.
 
-    For tests, notebooks and benchmarks; `conf/` is found beside `src/` in the project. Without
+    For tests, notebooks and benchmarks; the configs ship in the package. Without
     a `run_dir=` override, the run's folder is `<paths.log_dir>/<config_name>/<timestamp>`, as
     under `@hydra.main`.
     """
@@ -222,14 +261,18 @@ def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()
     if not any(o.startswith("run_dir=") for o in overrides):
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         overrides.append(f"run_dir=${{paths.log_dir}}/{config_name}/{stamp}")
+    from hydra import compose, initialize_config_dir
+
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return to_object(compose(config_name=config_name, overrides=overrides))
 
 
-def to_object(cfg: DictConfig) -> TrainConfig | ScoreConfig:
+def to_object(cfg: DictConfig) -> TrainConfig | ScoreConfig | ValidateConfig:
     """Resolve a composed Hydra config into the typed dataclass the library works with, and
     check its settings' ranges (a negative size or horizon fails here, not mid-run)."""
     from churnml.settings import check_settings
 
-    return check_settings(OmegaConf.to_object(cfg))
+    typed = OmegaConf.to_object(cfg)
+    _name_outputs(typed)
+    return check_settings(typed)

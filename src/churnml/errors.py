@@ -12,7 +12,7 @@ log = logging.getLogger("churnml")
 
 
 class ExitCode(IntEnum):
-    """Process exit codes of `make train` and `make score` (documented in the README)."""
+    """Process exit codes of the `churnml` command (documented in the README)."""
 
     OK = 0
     UNEXPECTED = 1
@@ -42,9 +42,9 @@ class RunLockedError(RuntimeError):
 
 def _known_errors() -> dict[type[BaseException], ExitCode]:
     from churnml.io import DatasetError
+    from churnml.model import TrainingError
     from churnml.sampling import SamplingError
     from churnml.tracking import NoChampionError
-    from churnml.training import TrainingError
     from churnml.validation import ContractViolation, ScoresInvalid
 
     return {
@@ -61,13 +61,23 @@ def _known_errors() -> dict[type[BaseException], ExitCode]:
     }
 
 
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code a scheduler sees for this error (1: unexpected, a bug)."""
+    if isinstance(error, SystemExit) and isinstance(error.code, int):
+        return ExitCode(error.code) if error.code in iter(ExitCode) else ExitCode.UNEXPECTED
+    for error_type, code in _known_errors().items():
+        if isinstance(error, error_type):
+            return code
+    return ExitCode.UNEXPECTED
+
+
 @contextmanager
 def exit_on_known_errors() -> Iterator[None]:
     """Turn the library's known errors into one clear message and a distinct exit code."""
     try:
         yield
     except tuple(_known_errors()) as error:
-        code = next(c for t, c in _known_errors().items() if isinstance(error, t))
+        code = exit_code_for(error)
         log.error("%s: %s", type(error).__name__, error)
         print(f"\nERROR ({code.name.lower()}, exit {int(code)}): {error}", file=sys.stderr)
         sys.exit(int(code))

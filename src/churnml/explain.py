@@ -24,7 +24,7 @@ import pandas as pd
 
 from churnml.config import Attribution
 from churnml.features import CAUSE_FAMILIES, FeatureSpec, feature_spec
-from churnml.training import ChurnModel, _as_sklearn_frame
+from churnml.model import ChurnModel, as_sklearn_frame
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ def _linear_contributions(model: ChurnModel, prepared: pd.DataFrame) -> tuple[pd
     """Exact SHAP for a linear model: coef x (x - mean), summed back over one-hot columns."""
     pipeline = model.estimator
     transformer, logreg = pipeline[0], pipeline[-1]
-    design = transformer.transform(_as_sklearn_frame(prepared, model.spec))
+    design = transformer.transform(as_sklearn_frame(prepared, model.spec))
     design = design.toarray() if hasattr(design, "toarray") else np.asarray(design)
     # Background distribution = the explained rows, as for interventional linear SHAP.
     centred = design - design.mean(axis=0)

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 
 from churnml import evaluation, explain, report, scoring, tracking
-from churnml.config import ScoreConfig, TrainConfig
-from churnml.errors import NoEligibleCustomersError
+from churnml.config import ScoreConfig, TrainConfig, ValidateConfig
+from churnml.errors import NoEligibleCustomersError, exit_code_for
 from churnml.features import FeatureParams, build_features
 from churnml.io import (
     DatasetError,
@@ -33,7 +36,10 @@ from churnml.io import (
     require_dataset,
     write_atomic,
 )
-from churnml.sampling import Sample, eligible_customers, sample_customers
+from churnml.model import ChurnModel, TrainingError
+from churnml.promotion import Decision, ModelFacts, decide_promotion
+from churnml.sampling import Sample, eligible_customers, event_table_starts, sample_customers
+from churnml.simulate import SimulationParams, simulate_dataset
 from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
     SnapshotData,
@@ -42,7 +48,8 @@ from churnml.snapshot import (
     split_snapshot,
     summarize_cv,
 )
-from churnml.training import ChurnModel, TrainingError, train_model
+from churnml.tracking import NoChampionError
+from churnml.training import train_model
 from churnml.validation import check_dataset, check_scores, validation_limits
 
 log = logging.getLogger(__name__)
@@ -53,11 +60,26 @@ REVENUE_FEATURE = "arpu_monthly_3m"
 REFERENCE_ROWS = 5_000
 
 
+# Shown first: on the console, in the run's description and on the model version.
+HEADLINE_METRICS = (
+    "test_roc_auc",
+    "test_roc_auc_std",
+    "test_pr_auc",
+    "test_top_decile_lift",
+    "test_ece",
+    "test_truth_roc_auc",
+    "cv_roc_auc_mean",
+)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
+    dataset_name: str
+    model_name: str
     model_version: str | None
     promoted: bool
+    decision: str
     metrics: dict[str, float]
     report_path: Path | None
 
@@ -94,6 +116,29 @@ def _attach_scoring_context(model: ChurnModel, test: pd.DataFrame, cfg: TrainCon
         .assign(probability=model.predict_proba(reference))
         .reset_index(drop=True)
     )
+
+
+def _split_tags(part: pd.DataFrame) -> dict[str, str]:
+    """What an MLflow dataset input records of one split: rows, churners, cutoffs."""
+    tags = {"rows": str(len(part)), "churners": str(int(part["label"].sum()))}
+    if "cutoff" in part:
+        cutoffs = sorted(pd.to_datetime(part["cutoff"]).dt.date.unique())
+        tags["cutoffs"] = ", ".join(str(c) for c in cutoffs)[:4000]
+    return tags
+
+
+def _run_description(
+    cfg: TrainConfig, metrics: dict[str, float], version: str | None, decision: Decision
+) -> str:
+    """The run's description in the MLflow UI: the headline figures first."""
+    lines = [f"**{cfg.model.name} on {cfg.data.name}** ({cfg.data.kind} data)", ""]
+    lines += [f"- {k}: {metrics[k]:.4f}" for k in HEADLINE_METRICS if k in metrics]
+    if version is not None:
+        lines += [
+            "",
+            f"Registered as {cfg.tracking.registered_model_name} v{version}: {decision.reason}",
+        ]
+    return "\n".join(lines)
 
 
 def _monthly_revenue(frame: pd.DataFrame) -> np.ndarray:
@@ -135,41 +180,48 @@ def _evaluate(
 
 
 def _champion_decision(
-    cfg: TrainConfig, test: pd.DataFrame, challenger_score: float
-) -> tuple[bool, dict[str, float | str]]:
-    """Score the current champion on the same test cutoff; promote only if the challenger wins."""
+    cfg: TrainConfig, model: ChurnModel, test: pd.DataFrame, challenger_score: float
+) -> tuple[Decision, str | None]:
+    """Score the current champion on the challenger's test rows; decide (`churnml.promotion`).
+
+    Returns the decision and the champion's version (None when there is none).
+    """
     metric = cfg.tracking.promotion_metric
+    challenger = ModelFacts.of(model.settings, model.feature_names)
     champion_version = tracking.alias_version(cfg.tracking, cfg.tracking.champion_alias)
     if champion_version is None:
-        return True, {"decision": "promoted: no champion yet"}
-    champion, _, _ = tracking.load_registered_model(cfg.tracking, version=champion_version)
+        return decide_promotion(challenger, challenger_score, metric), None
     try:
-        p = champion.predict_proba(test)
-    except TrainingError as error:
-        log.warning("champion v%s cannot score this test cutoff: %s", champion_version, error)
-        return True, {
-            "decision": f"promoted: champion v{champion_version} cannot score the current "
-            f"features ({error})",
-            "champion_version": champion_version,
-        }
-    champion_metrics = evaluation.classification_metrics(test["label"].to_numpy(), p, "test")
-    champion_score = champion_metrics.get(metric)
-    if champion_score is None:
-        raise TrainingError(f"tracking.promotion_metric {metric!r} is not a test metric")
-    higher_is_better = not metric.endswith(("brier", "ece"))
-    wins = (
-        challenger_score > champion_score
-        if higher_is_better
-        else (challenger_score < champion_score)
+        champion_model, _, _ = tracking.load_registered_model(
+            cfg.tracking, version=champion_version
+        )
+    except NoChampionError as error:
+        return (
+            Decision(False, f"registered as challenger, not promoted: {error}"),
+            champion_version,
+        )
+    champion = ModelFacts.of(champion_model.settings, champion_model.feature_names)
+    champion_score, champion_error = None, None
+    if champion == challenger:
+        try:
+            p = champion_model.predict_proba(test)
+        except TrainingError as error:
+            champion_error = str(error)
+        else:
+            scores = evaluation.classification_metrics(test["label"].to_numpy(), p, "test")
+            if metric not in scores:
+                raise TrainingError(f"tracking.promotion_metric {metric!r} is not a test metric")
+            champion_score = scores[metric]
+    decision = decide_promotion(
+        challenger,
+        challenger_score,
+        metric,
+        champion=champion,
+        champion_version=champion_version,
+        champion_score=champion_score,
+        champion_error=champion_error,
     )
-    verdict = "promoted" if wins else "kept champion"
-    return wins, {
-        "decision": f"{verdict}: challenger {metric} {challenger_score:.4f} vs champion "
-        f"v{champion_version} {champion_score:.4f}",
-        "champion_version": champion_version,
-        "champion_score": champion_score,
-        "challenger_score": challenger_score,
-    }
+    return decision, champion_version
 
 
 @dataclass
@@ -258,22 +310,88 @@ def _explain_and_report(
 
 
 def _register(
-    model: ChurnModel, test: pd.DataFrame, metrics: dict[str, float], cfg: TrainConfig
-) -> tuple[str, bool, str | None]:
-    """Register the model as challenger; make it champion only if it wins on the test cutoff."""
-    champion_version = tracking.alias_version(cfg.tracking, cfg.tracking.champion_alias)
+    model: ChurnModel,
+    test: pd.DataFrame,
+    metrics: dict[str, float],
+    prepared: PreparedData,
+    cfg: TrainConfig,
+) -> tuple[str, Decision, str | None]:
+    """Register the model as challenger and decide whether it may become champion.
+
+    The champion alias itself moves only at the very end of a run whose every stage succeeded
+    (`_finish_promotion`): a run that fails or is killed later never leaves a new champion.
+    """
+    decision, champion_version = _champion_decision(
+        cfg, model, test, metrics[cfg.tracking.promotion_metric]
+    )
     champion_run_id = (
         tracking.model_version_run_id(cfg.tracking, champion_version) if champion_version else None
     )
-    promote, decision = _champion_decision(cfg, test, metrics[cfg.tracking.promotion_metric])
-    version = tracking.log_model(model, test.head(5), cfg.tracking.registered_model_name)
+    name = cfg.tracking.registered_model_name
+    version = tracking.log_model(model, test.head(5), name)
     tracking.set_alias(cfg.tracking, cfg.tracking.challenger_alias, version)
-    if promote:
+    headline = ", ".join(
+        f"{k} {metrics[k]:.4f}" for k in HEADLINE_METRICS if k in metrics and k.startswith("test")
+    )
+    window = "; ".join(f"{k}: {v}" for k, v in prepared.provenance.items())
+    tracking.describe_version(
+        cfg.tracking,
+        version,
+        description=f"{cfg.model.name} on {cfg.data.name}. {window}. Test: {headline}. "
+        f"Registry: {decision.reason}.",
+        tags={
+            "dataset": cfg.data.name,
+            "data_kind": cfg.data.kind,
+            "model_kind": cfg.model.name,
+            "features": str(len(model.feature_names)),
+            "promotion_decision": decision.reason,
+            **{k: f"{metrics[k]:.4f}" for k in HEADLINE_METRICS if k in metrics},
+        },
+    )
+    tracking.log_dict(
+        {
+            "decision": decision.reason,
+            "promote": decision.promote,
+            "challenger_version": version,
+            "champion_version": champion_version,
+        },
+        "registry/decision.json",
+    )
+    tracking.set_tags({"promotion": decision.reason})
+    log.info("registry: %s v%s: %s", name, version, decision.reason)
+    return version, decision, champion_run_id
+
+
+def _finish_promotion(cfg: TrainConfig, version: str, decision: Decision) -> None:
+    """The run's last step: move the champion alias when the decision says so."""
+    if decision.promote:
         tracking.set_alias(cfg.tracking, cfg.tracking.champion_alias, version)
-    tracking.log_dict({**decision, "challenger_version": version}, "registry/decision.json")
-    tracking.set_tags({"promotion": decision["decision"]})
-    log.info("registry: %s", decision["decision"])
-    return version, promote, champion_run_id
+        tracking.set_version_tags(cfg.tracking, version, {"promoted": "automatically"})
+        log.info("model %s v%s is now the champion", cfg.tracking.registered_model_name, version)
+
+
+def promote_by_hand(cfg: TrainConfig, version: str, reason: str) -> str:
+    """`churnml promote`: make a registered version the champion, recording who decided why."""
+    if not reason.strip():
+        raise DatasetError("churnml promote needs a --reason")
+    tracking.setup_tracking(cfg.tracking)
+    previous = tracking.alias_version(cfg.tracking, cfg.tracking.champion_alias)
+    tracking.require_version(cfg.tracking, version)
+    tracking.set_alias(cfg.tracking, cfg.tracking.champion_alias, version)
+    tracking.set_version_tags(
+        cfg.tracking,
+        version,
+        {
+            "promoted": "by hand",
+            "promotion_reason": reason,
+            "promoted_at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "previous_champion": previous or "none",
+        },
+    )
+    was = f"v{previous}" if previous else "none"
+    return (
+        f"{cfg.tracking.registered_model_name} v{version} is now the champion (was {was}): {reason}"
+    )
 
 
 def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) -> PreparedData:
@@ -367,11 +485,14 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         raise DatasetError(f"unknown data.kind {cfg.data.kind!r}: use events or snapshot")
     _timed("validate", timings, started)
 
-    with tracking.mlflow_run(
-        cfg.tracking,
-        run_name=f"train-{cfg.data.name}",
-        tags={"job": "train", "dataset": cfg.data.name},
-    ) as run_id:
+    with (
+        tracking.mlflow_run(
+            cfg.tracking,
+            run_name=f"train-{cfg.data.name}",
+            tags={"job": "train", "dataset": cfg.data.name},
+        ) as run_id,
+        _failure_recorded("training"),
+    ):
         tracking.log_params(asdict(cfg))
         tracking.set_tags({"dataset_fingerprint": fingerprint})
         if validation is not None:
@@ -387,6 +508,14 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             prepared = _prepare_snapshot(cfg, snapshot, test_snapshot)
         splits = prepared.splits
         tracking.log_text("\n".join(prepared.feature_columns), "features/feature_list.txt")
+        for split_name, part in splits.items():
+            tracking.log_dataset_input(
+                name=cfg.data.name,
+                source=str(cfg.data.path),
+                digest=fingerprint,
+                context=split_name,
+                tags=_split_tags(part),
+            )
 
         started = time.perf_counter()
         model = train_model(
@@ -405,10 +534,12 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             tracking.log_frame(table, f"evaluation/{name}.csv")
         _timed("evaluate", timings, started)
 
-        version, promote, champion_run_id = None, False, None
+        version, decision, champion_run_id = None, Decision(False, "not registered"), None
         if cfg.tracking.register:
             started = time.perf_counter()
-            version, promote, champion_run_id = _register(model, splits["test"], metrics, cfg)
+            version, decision, champion_run_id = _register(
+                model, splits["test"], metrics, prepared, cfg
+            )
             _timed("register", timings, started)
 
         report_path = None
@@ -428,13 +559,52 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             write_atomic(run_copy, lambda tmp: tmp.write_text(page, encoding="utf-8"))
             _timed("explain", timings, started)
         tracking.log_metrics(timings)
+        tracking.describe_run(_run_description(cfg, metrics, version, decision))
+        if version is not None:
+            _finish_promotion(cfg, version, decision)
     return TrainResult(
         run_id=run_id,
+        dataset_name=cfg.data.name,
+        model_name=cfg.tracking.registered_model_name,
         model_version=version,
-        promoted=promote,
+        promoted=decision.promote,
+        decision=decision.reason,
         metrics=metrics,
         report_path=report_path,
     )
+
+
+def run_simulation(cfg: DictConfig) -> Path:
+    """`churnml simulate`: typed simulation params from `cfg.simulate`, written under raw_dir."""
+    # Merging onto the dataclass schema rejects unknown keys and wrongly typed values.
+    schema = OmegaConf.structured(SimulationParams)
+    params: SimulationParams = OmegaConf.to_object(OmegaConf.merge(schema, cfg.simulate))
+    out_dir = Path(cfg.paths.raw_dir) / params.name
+    log.info(
+        "simulating %d customers over %d months into %s",
+        params.n_customers,
+        params.n_months,
+        out_dir,
+    )
+    return simulate_dataset(params, out_dir)
+
+
+def run_validation(cfg: ValidateConfig) -> str:
+    """`churnml validate`: check a dataset against the contract; the summary, or exit 2."""
+    if cfg.data.kind == "snapshot":
+        frame = read_snapshot(cfg.data.path, cfg.data)
+        return f"snapshot {cfg.data.path}: {len(frame.frame):,} customers meet the contract"
+    dataset_dir = require_dataset(cfg.data.path)
+    report = check_dataset(
+        dataset_dir,
+        docs_dir=Path(cfg.run_dir) / "validation",
+        chunk_rows=cfg.validation.chunk_rows,
+        limits=validation_limits(cfg.validation),
+    )
+    lines = [f"{cfg.data.name} ({dataset_dir}): {report.summary()}"]
+    if report.docs_path is not None:
+        lines.append(f"Validation pages: {report.docs_path.parent}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -443,6 +613,7 @@ class ScoreResult:
     contact_list_path: Path
     monitoring_path: Path
     rows: int
+    model_name: str
     model_version: str
     run_id: str
     warnings: list[str]
@@ -459,12 +630,76 @@ def scoring_folder(cfg: ScoreConfig, scoring_date: pd.Timestamp) -> Path:
     )
 
 
+def longest_window_days(params: FeatureParams) -> int:
+    """How many days of history before a cutoff the model's features read.
+
+    The trend features compare the last 30 days with the 60 before them: 90 days at least.
+    """
+    return max([*params.windows, *params.complaint_category_windows, 90])
+
+
+def _check_history(
+    dataset_dir: Path, scoring_date: pd.Timestamp, params: FeatureParams, allow_short: bool
+) -> str | None:
+    """Refuse (or, when allowed, warn about) a date the features cannot see enough before.
+
+    The history is that of the event table that starts last: bills may go back further than
+    the call records, but the call features are only as good as the calls kept.
+    """
+    needed = longest_window_days(params)
+    starts = event_table_starts(dataset_dir)
+    if not starts:
+        return None
+    table, start = max(starts.items(), key=lambda item: item[1])
+    have = (scoring_date - start).days
+    if have >= needed:
+        return None
+    message = (
+        f"scoring at {scoring_date.date()} leaves {max(have, 0)} days of event history in "
+        f"{table} (from {start.date()}), but the model's features read {needed} days back: "
+        f"its 30- and 90-day figures would be built from {max(have, 0)} days"
+    )
+    if not allow_short:
+        raise DatasetError(
+            f"{message}. Choose a later scoring.date, or set scoring.allow_short_history=true "
+            "to score anyway (with a warning in monitoring.json)"
+        )
+    log.warning("%s (scoring.allow_short_history=true)", message)
+    return message
+
+
 def run_scoring(cfg: ScoreConfig) -> ScoreResult:
     """Score every eligible customer at the scoring date with the champion (or chosen) model.
 
     Everything is computed and checked before the first byte is published; each file is
     written to a temporary name and renamed, so a crash leaves the previous files intact.
+    The MLflow run covers the whole job: a failed run is recorded as FAILED with its exit code.
     """
+    with (
+        tracking.mlflow_run(
+            cfg.tracking,
+            run_name=f"score-{cfg.data.name}",
+            tags={"job": "score", "dataset": cfg.data.name},
+        ) as run_id,
+        _failure_recorded("scoring"),
+    ):
+        return _score(cfg, run_id)
+
+
+@contextmanager
+def _failure_recorded(job: str) -> Iterator[None]:
+    """Tag the active MLflow run with the exit code and error of a failing job (MLflow itself
+    marks the run FAILED as the exception leaves it)."""
+    try:
+        yield
+    except BaseException as error:
+        code = exit_code_for(error)
+        tracking.set_tags({"exit_code": int(code), "error": f"{type(error).__name__}: {error}"})
+        log.error("%s failed (exit %d): %s", job, int(code), error)
+        raise
+
+
+def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
     timings: dict[str, float] = {}
     run_dir = Path(cfg.run_dir)
     dataset_dir = require_dataset(cfg.data.path)
@@ -478,6 +713,7 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
         )
     as_of = dataset_as_of(dataset_dir)
     scoring_date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
+    tracking.set_tags({"mlflow.runName": f"score-{cfg.data.name}-{scoring_date.date()}"})
     if scoring_date > as_of:
         raise DatasetError(
             f"scoring.date {scoring_date} is after the data's as_of {as_of}: the features "
@@ -493,6 +729,7 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
             "the chosen model was trained on a snapshot dataset: score it "
             "with a snapshot file, not raw event tables"
         )
+    feature_params = FeatureParams(**model.settings["features"])
     folder = scoring_folder(cfg, scoring_date)
     with output_lock(folder):
         started = time.perf_counter()
@@ -507,6 +744,9 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
                 f"no customer of {dataset_dir} is eligible at {scoring_date} (active, with "
                 f"{model.settings.get('min_tenure_days', 30)} days of tenure)"
             )
+        history_warning = _check_history(
+            dataset_dir, scoring_date, feature_params, cfg.scoring.allow_short_history
+        )
         spine = pd.DataFrame(
             {
                 "customer_id": customers.loc[eligible, "customer_id"].astype(str).to_numpy(),
@@ -514,7 +754,7 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
             }
         )
         spine["cutoff"] = spine["cutoff"].astype("datetime64[us]")
-        features = build_features(dataset_dir, spine, FeatureParams(**model.settings["features"]))
+        features = build_features(dataset_dir, spine, feature_params)
         _timed("features", timings, started)
 
         started = time.perf_counter()
@@ -533,10 +773,13 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
         monitoring = scoring.monitor_population(
             model, features, scores["churn_probability"].to_numpy(), cfg.scoring
         )
+        if history_warning:
+            monitoring["warnings"].append(history_warning)
         monitoring.update(
             {
                 "scoring_date": scoring_date.isoformat(),
                 "rows": len(scores),
+                "model_name": cfg.tracking.registered_model_name,
                 "model_version": version,
                 "model_run_id": model_run_id,
                 "reason_attribution": cfg.scoring.attribution.value,
@@ -558,40 +801,45 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
         monitoring_path = folder / "monitoring.json"
         _timed("write", timings, started)
 
-    with tracking.mlflow_run(
-        cfg.tracking,
-        run_name=f"score-{scoring_date.date()}",
-        tags={"job": "score", "dataset": cfg.data.name},
-    ) as run_id:
-        tracking.log_params(
-            {
-                "scoring_date": scoring_date.isoformat(),
-                "model_version": version,
-                "model_run_id": model_run_id,
-                "reason_attribution": cfg.scoring.attribution.value,
-                "output": str(scores_path),
-            }
-        )
-        quantiles = scores["churn_probability"].quantile([0.1, 0.5, 0.9, 0.99])
-        tracking.log_metrics(
-            {
-                "rows": len(scores),
-                "contacts": len(contacts),
-                "mean_probability": scores["churn_probability"].mean(),
-                **{f"probability_p{int(q * 100)}": v for q, v in quantiles.items()},
-                "revenue_at_risk": scores["revenue_at_risk"].sum(),
-                **{f"psi_{k}": v for k, v in monitoring["psi"].items()},
-                **timings,
-            }
-        )
-        tracking.log_dict(monitoring, "monitoring.json")
-        if monitoring["warnings"]:
-            tracking.set_tags({"monitoring_warning": "; ".join(monitoring["warnings"])[:5000]})
+    tracking.log_params(
+        {
+            "scoring_date": scoring_date.isoformat(),
+            "model_name": cfg.tracking.registered_model_name,
+            "model_version": version,
+            "model_run_id": model_run_id,
+            "reason_attribution": cfg.scoring.attribution.value,
+            "output": str(scores_path),
+        }
+    )
+    tracking.log_dataset_input(
+        name=cfg.data.name,
+        source=str(dataset_dir),
+        digest=dataset_fingerprint(dataset_dir),
+        context="scoring",
+        tags={"scoring_date": str(scoring_date.date()), "rows": str(len(scores))},
+    )
+    quantiles = scores["churn_probability"].quantile([0.1, 0.5, 0.9, 0.99])
+    tracking.log_metrics(
+        {
+            "rows": len(scores),
+            "contacts": len(contacts),
+            "mean_probability": scores["churn_probability"].mean(),
+            **{f"probability_p{int(q * 100)}": v for q, v in quantiles.items()},
+            "revenue_at_risk": scores["revenue_at_risk"].sum(),
+            **{f"psi_{k}": v for k, v in monitoring["psi"].items()},
+            **timings,
+        }
+    )
+    tracking.log_dict(monitoring, "monitoring.json")
+    tracking.set_tags({"exit_code": 0})
+    if monitoring["warnings"]:
+        tracking.set_tags({"monitoring_warning": "; ".join(monitoring["warnings"])[:5000]})
     return ScoreResult(
         scores_path,
         contact_path,
         monitoring_path,
         len(scores),
+        cfg.tracking.registered_model_name,
         version,
         run_id,
         monitoring["warnings"],

@@ -52,9 +52,9 @@ class Sample:
         return self.rows[self.rows["split"] == name].reset_index(drop=True)
 
 
-def events_start(dataset_dir: Path) -> pd.Timestamp:
-    """The earliest event time in the event tables: features have no history before it."""
-    earliest: list[pd.Timestamp] = []
+def event_table_starts(dataset_dir: Path) -> dict[str, pd.Timestamp]:
+    """The earliest event time of each event table present (customers excluded)."""
+    starts: dict[str, pd.Timestamp] = {}
     with connect() as con:
         for table, columns in EVENT_TIME_COLUMNS.items():
             path = table_path(dataset_dir, table)
@@ -64,9 +64,15 @@ def events_start(dataset_dir: Path) -> pd.Timestamp:
                 f"SELECT min(CAST({columns[0]} AS TIMESTAMP)) FROM {scan_sql(path)}"
             ).fetchone()[0]
             if value is not None:
-                earliest.append(pd.Timestamp(value))
-    if earliest:
-        return min(earliest)
+                starts[table] = pd.Timestamp(value)
+    return starts
+
+
+def events_start(dataset_dir: Path) -> pd.Timestamp:
+    """The earliest event time in the event tables: features have no history before it."""
+    starts = event_table_starts(dataset_dir)
+    if starts:
+        return min(starts.values())
     customers = read_table(dataset_dir, "customers", ["activated_at"])
     return pd.Timestamp(customers["activated_at"].min())
 

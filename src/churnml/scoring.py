@@ -14,14 +14,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from churnml.config import ActionRule, Attribution, EvaluationConfig, ScoringConfig
-from churnml.contract import SCORE_COLUMNS, VALUE_TIERS
+from churnml.contract import SCORE_COLUMNS
 from churnml.errors import RunLockedError
 from churnml.explain import contributions, customer_reasons, shap_contributions
-from churnml.training import ChurnModel
+from churnml.features import FeatureParams
+from churnml.features.account import value_tier_sql
+from churnml.model import ChurnModel
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,6 @@ EXTRA_COLUMNS = (
     "expected_profit",
     "priority_rank",
 )
-DEFAULT_TIER_CUTS = (0.01, 0.05, 0.20)
 PSI_BINS = 10
 
 
@@ -47,12 +49,27 @@ def risk_bands(probability: np.ndarray) -> np.ndarray:
     return np.array([f"D{d:02d}" for d in decile])
 
 
-def value_tiers(revenue: np.ndarray, cuts: tuple[float, ...] = DEFAULT_TIER_CUTS) -> np.ndarray:
-    """A/B/C/D by revenue rank: top 1 %, next 4 %, next 15 %, remaining 80 % by default."""
-    order = np.argsort(-np.nan_to_num(revenue, nan=-np.inf), kind="stable")
-    share = np.empty(len(revenue))
-    share[order] = (np.arange(len(revenue)) + 1) / max(len(revenue), 1)
-    return np.array(VALUE_TIERS)[np.searchsorted(np.asarray(cuts), share, side="left")]
+def value_tiers(
+    revenue: np.ndarray, customer_id: np.ndarray, cuts: list[float] | tuple[float, ...]
+) -> np.ndarray:
+    """A/B/C/D by revenue rank among the scored customers, with the feature library's rule
+    (`value_tier_sql`: exact shares, ties broken by a hash of the id)."""
+    frame = pd.DataFrame(
+        {
+            "_row": np.arange(len(revenue)),
+            "customer_id": np.asarray(customer_id).astype(str),
+            "revenue": np.asarray(revenue, dtype=float),
+            "weight": 1.0,
+            "cutoff": 0,
+        }
+    )
+    frame["revenue"] = frame["revenue"].where(np.isfinite(frame["revenue"]))
+    with duckdb.connect() as con:
+        con.register("scored", frame)
+        tiers = con.execute(
+            f"SELECT {value_tier_sql('revenue', list(cuts))} AS tier FROM scored ORDER BY _row"
+        ).fetchnumpy()["tier"]
+    return np.asarray(tiers, dtype=object)
 
 
 def choose_actions(
@@ -97,9 +114,10 @@ def score_frame(
     else:
         revenue = np.full(len(features), np.nan)
     if "value_tier" in features:
-        tier = features["value_tier"].astype(str).to_numpy()
+        tier = features["value_tier"].astype(object).to_numpy()
     else:
-        tier = value_tiers(revenue)
+        cuts = FeatureParams(**model.settings.get("features", {})).value_tier_cuts
+        tier = value_tiers(revenue, features["customer_id"].to_numpy(), cuts)
     horizon_months = model.settings.get("label", {}).get("horizon_days", 60) / DAYS_PER_MONTH
     revenue_at_risk = probability * np.nan_to_num(revenue, nan=0.0) * horizon_months
     value_kept = np.nan_to_num(revenue, nan=0.0) * decision.months_kept

@@ -90,15 +90,17 @@ def _check_common(c: _Checker, cfg) -> None:
     c.number("validation.max_amount", v.max_amount, 0, strict_low=True)
     c.number("validation.max_call_duration_s", v.max_call_duration_s, 0, strict_low=True)
     c.number("validation.max_volume_mb", v.max_volume_mb, 0, strict_low=True)
-    t = cfg.tracking
-    c.number("tracking.request_timeout_s", t.request_timeout_s, 1, 600)
-    c.number("tracking.request_max_retries", t.request_max_retries, 0, 10)
-    e = cfg.evaluation
-    c.number("evaluation.offer_cost", e.offer_cost, 0)
-    c.number("evaluation.contact_cost", e.contact_cost, 0)
-    c.number("evaluation.save_rate", e.save_rate, 0, 1)
-    c.number("evaluation.months_kept", e.months_kept, 0, strict_low=True)
-    c.number("evaluation.contact_capacity", e.contact_capacity, 0, 1, strict_low=True)
+    t = getattr(cfg, "tracking", None)  # `churnml validate` has no tracking or evaluation
+    if t is not None:
+        c.number("tracking.request_timeout_s", t.request_timeout_s, 1, 600)
+        c.number("tracking.request_max_retries", t.request_max_retries, 0, 10)
+    e = getattr(cfg, "evaluation", None)
+    if e is not None:
+        c.number("evaluation.offer_cost", e.offer_cost, 0)
+        c.number("evaluation.contact_cost", e.contact_cost, 0)
+        c.number("evaluation.save_rate", e.save_rate, 0, 1)
+        c.number("evaluation.months_kept", e.months_kept, 0, strict_low=True)
+        c.number("evaluation.contact_capacity", e.contact_capacity, 0, 1, strict_low=True)
 
 
 def _check_train(c: _Checker, cfg) -> None:
@@ -160,7 +162,8 @@ def _check_score(c: _Checker, cfg) -> None:
 
 
 def check_settings(cfg: T) -> T:
-    """Check a typed train or score config; raise SettingsError naming every bad setting."""
+    """Check a typed train, score or validate config; raise SettingsError naming every bad
+    setting."""
     from churnml.config import ScoreConfig, TrainConfig
 
     c = _Checker()

@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import pickle
+import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,19 +29,41 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from omegaconf import DictConfig, OmegaConf
 
+import churnml
 from churnml.config import TrackingConfig
 from churnml.errors import TrackingUnavailableError
+from churnml.model import ChurnModel
+from churnml.serving import ChurnModelPyfunc
 from churnml.settings import apply_tracking_timeouts
-from churnml.training import ChurnModel
 
 log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
 MAX_PARAM_LENGTH = 6000
+# MLflow 3 opens an experiment on its GenAI overview unless told it holds model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# What loading and serving a registered model imports (tests/test_serving.py checks this list
+# against the modules a served prediction really loads); pinned to the versions trained with.
+SERVING_REQUIREMENTS = (
+    "mlflow",
+    "lightgbm",
+    "scikit-learn",
+    "scipy",
+    "pandas",
+    "numpy",
+    "numba",
+    "omegaconf",
+    "duckdb",
+    "pyarrow",
+)
+
+# Models registered before churnml 0.2 pickled the wrapper under this name.
+ChurnPyfunc = ChurnModelPyfunc
 
 
 class NoChampionError(LookupError):
-    """The registry has no model version under the requested alias."""
+    """The registry has no usable model version under the requested alias or number."""
 
 
 def resolve_tracking_uri(tracking: TrackingConfig) -> str:
@@ -71,12 +96,20 @@ def setup_tracking(tracking: TrackingConfig) -> str:
             f"{str(error).splitlines()[0][:300]}"
         ) from error
     if experiment is not None:
+        if EXPERIMENT_KIND_TAG not in experiment.tags:
+            MlflowClient().set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
         return experiment.experiment_id
     artifact_location = None
     if _is_local_store(uri):
         artifact_location = Path(tracking.artifact_dir).resolve().as_uri()
     log.info("creating MLflow experiment %r at %s", tracking.experiment_name, uri)
-    return mlflow.create_experiment(tracking.experiment_name, artifact_location=artifact_location)
+    return mlflow.create_experiment(
+        tracking.experiment_name,
+        artifact_location=artifact_location,
+        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+    )
 
 
 @contextmanager
@@ -149,50 +182,97 @@ def log_artifact(path: Path, artifact_path: str | None = None) -> None:
         mlflow.log_artifact(str(path), artifact_path)
 
 
-class ChurnPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc: takes the feature frame, returns calibrated churn probabilities."""
-
-    def __init__(self, model: ChurnModel):
-        self.model = model
-
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> np.ndarray:
-        return self.model.predict_proba(model_input)
-
-
 def _pip_requirements() -> list[str]:
-    """The serving environment: churnml and the libraries the model object needs, pinned.
+    """The serving environment: only what loading and predicting import, pinned.
 
-    Given explicitly so MLflow does not spend seconds inferring them in a subprocess.
+    Given explicitly so MLflow does not spend seconds inferring them in a subprocess; churnml
+    itself travels with the model (`code_paths`), so no package index needs to have it.
     """
-    packages = (
-        "churnml",
-        "lightgbm",
-        "scikit-learn",
-        "pandas",
-        "numpy",
-        "mlflow",
-        "duckdb",
-        "pyarrow",
-        "shap",
+    return [f"{name}=={importlib.metadata.version(name)}" for name in SERVING_REQUIREMENTS]
+
+
+def _package_code(tmp: Path) -> str:
+    """A copy of the churnml package (no caches) to ship with the model as its code."""
+    target = tmp / "churnml"
+    shutil.copytree(
+        Path(churnml.__file__).parent,
+        target,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
-    return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
+    return str(target)
 
 
 def log_model(model: ChurnModel, example: pd.DataFrame, registered_model_name: str) -> str:
-    """Log the model as a pyfunc with signature and input example, register it; return version."""
+    """Log the model as a pyfunc with its code, signature and input example; register it.
+
+    Returns the new version. The served model answers probability, risk band and reasons.
+    """
     example = model.spec.as_model_input(example)
-    signature = infer_signature(example, model.predict_proba(example))
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT,
-        python_model=ChurnPyfunc(model),
-        signature=signature,
-        input_example=example,
-        registered_model_name=registered_model_name,
-        pip_requirements=_pip_requirements(),
-    )
+    wrapper = ChurnModelPyfunc(model)
+    signature = infer_signature(example, wrapper.predict(None, example))
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=wrapper,
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_model_name,
+            pip_requirements=_pip_requirements(),
+            code_paths=[_package_code(Path(tmp))],
+        )
     version = str(info.registered_model_version)
     log.info("registered model %s version %s", registered_model_name, version)
     return version
+
+
+def describe_version(
+    tracking: TrackingConfig, version: str, description: str, tags: Mapping[str, str]
+) -> None:
+    """A model version's description and tags: data, cutoffs, metrics, promotion decision."""
+    client = MlflowClient()
+    name = tracking.registered_model_name
+    client.update_model_version(name, version, description=description)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value)[:5000])
+
+
+def set_version_tags(tracking: TrackingConfig, version: str, tags: Mapping[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(tracking.registered_model_name, version, key, str(value))
+
+
+def require_version(tracking: TrackingConfig, version: str) -> None:
+    """Raise NoChampionError (exit 3) when the registered model has no such version."""
+    try:
+        MlflowClient().get_model_version(tracking.registered_model_name, str(version))
+    except MlflowException as error:
+        raise NoChampionError(
+            f"registered model {tracking.registered_model_name!r} has no version {version}"
+        ) from error
+
+
+def describe_run(text: str) -> None:
+    """The active run's description (shown first on its page in the MLflow UI)."""
+    mlflow.set_tag("mlflow.note.content", text)
+
+
+def log_dataset_input(
+    name: str, source: str, digest: str, context: str, tags: Mapping[str, str]
+) -> None:
+    """Record the data a run used as an MLflow dataset input (name, source, fingerprint)."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # two registered local sources match a path: same class
+        warnings.simplefilter("ignore", UserWarning)
+        resolved = resolve_dataset_source(str(Path(source).resolve()))
+    dataset = MetaDataset(
+        source=resolved,
+        name=name,
+        digest=str(digest)[:36],
+    )
+    mlflow.log_input(dataset, context=context, tags=dict(tags))
 
 
 def alias_version(tracking: TrackingConfig, alias: str) -> str | None:
@@ -225,23 +305,16 @@ def load_registered_model(
                 f"registered model {name!r} has no version with alias "
                 f"{alias or tracking.champion_alias!r}: train one first (make train)"
             )
-    else:
-        _require_version(name, str(version))
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
-    churn_model = pyfunc.unwrap_python_model().model
-    return churn_model, str(version), model_version_run_id(tracking, version)
-
-
-def _require_version(name: str, version: str) -> None:
-    """A chosen version that does not exist is a missing model (exit 3), not a traceback."""
+    require_version(tracking, version)
     try:
-        MlflowClient().get_model_version(name, version)
-    except MlflowException as error:
-        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
-            raise
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+        churn_model = pyfunc.unwrap_python_model().model
+    except (ImportError, AttributeError, pickle.UnpicklingError, TypeError) as error:
         raise NoChampionError(
-            f"registered model {name!r} has no version {version} (scoring.model_version)"
+            f"model {name!r} v{version} cannot be loaded by this churnml ({error}): retrain it "
+            f"(churnml train) or promote a loadable version (churnml promote)"
         ) from error
+    return churn_model, str(version), model_version_run_id(tracking, version)
 
 
 def run_metrics(run_id: str) -> dict[str, float]:

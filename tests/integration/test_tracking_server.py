@@ -74,7 +74,7 @@ def test_training_logs_and_registers_on_a_tracking_server(
     result = run_training(cfg)
     client = MlflowClient(tracking_uri=url)
     assert client.get_run(result.run_id).data.metrics["test_roc_auc"] > 0.5
-    assert str(client.get_model_version_by_alias("churnml", "champion").version) == (
+    assert str(client.get_model_version_by_alias("churnml_test", "champion").version) == (
         result.model_version
     )
     assert not (Path(cfg.paths.root_dir) / "mlflow.db").exists()

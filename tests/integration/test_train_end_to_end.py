@@ -51,8 +51,8 @@ def test_second_run_is_challenger_and_promoted_only_when_better(
     first = run_training(make_train_config(tiny_dataset))
     second = run_training(make_train_config(tiny_dataset, "model=logreg"))
     client = MlflowClient()
-    challenger = client.get_model_version_by_alias("churnml", "challenger")
-    champion = client.get_model_version_by_alias("churnml", "champion")
+    challenger = client.get_model_version_by_alias("churnml_test", "challenger")
+    champion = client.get_model_version_by_alias("churnml_test", "champion")
     assert str(challenger.version) == second.model_version
     better = second.metrics["test_roc_auc"] > first.metrics["test_roc_auc"]
     assert str(champion.version) == (second.model_version if better else first.model_version)
@@ -91,7 +91,7 @@ def test_bad_dataset_folder_leaves_earlier_model_untouched(
     with pytest.raises(Exception, match="customers"):
         run_training(make_train_config(broken))
     client = MlflowClient()
-    champion = client.get_model_version_by_alias("churnml", "champion")
+    champion = client.get_model_version_by_alias("churnml_test", "champion")
     assert str(champion.version) == good.model_version
 
 

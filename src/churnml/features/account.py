@@ -4,13 +4,13 @@ for plan changes and `bills`/`payments` for revenue)."""
 
 from __future__ import annotations
 
+from churnml.contract import VALUE_TIERS
 from churnml.features.params import FeatureParams
 from churnml.features.registry import FamilyBuilder, FeatureDef, Measure
 
 FAMILY = "account"
 REQUIRED_TABLES = ("customers",)
 LIFECYCLE_STAGES = ("acquisition", "build_up", "maturity", "decline", "exit_risk")
-VALUE_TIERS = ("A", "B", "C", "D")
 
 _PLAN = (
     "transfers.customer_id",
@@ -234,25 +234,38 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     )
 
 
+def value_tier_sql(
+    revenue: str, cuts: list[float], partition: str = "cutoff", weight: str = "weight"
+) -> str:
+    """The value tier (A, B, C, D) of each row by revenue among the rows of its partition.
+
+    The one implementation of the tiers (features and scoring both use it). Shares are exact:
+    customers are ranked by revenue, ties broken by the md5 of the customer id (deterministic,
+    and unrelated to how ids are numbered), so the tiers hold 1 / 4 / 15 / 80 % of the
+    customers even when many have the same revenue. A row counts as `weight` customers (a
+    down-sampled spine row stands for several).
+    """
+    cuts = sorted(cuts)
+    if len(cuts) != len(VALUE_TIERS) - 1:
+        raise ValueError(f"value_tier_cuts needs {len(VALUE_TIERS) - 1} cuts, got {cuts}")
+    order = f"ORDER BY {revenue} DESC NULLS LAST, md5(CAST(customer_id AS VARCHAR))"
+    ahead = (
+        f"(sum({weight}) OVER (PARTITION BY {partition} {order}"
+        f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - {weight})"
+    )
+    share = f"{ahead} / (sum({weight}) OVER (PARTITION BY {partition}))"
+    whens = " ".join(
+        f"WHEN {share} < {cut} THEN '{tier}'" for cut, tier in zip(cuts, VALUE_TIERS, strict=False)
+    )
+    return f"CASE WHEN {revenue} IS NULL THEN NULL {whens} ELSE '{VALUE_TIERS[-1]}' END"
+
+
 def final_expr(defn: FeatureDef, columns: set[str], params: FeatureParams) -> str | None:
     """Features computed over the joined families: life-cycle stage and value tier."""
     if defn.spec.name == "value_tier":
         if "revenue_3m" not in columns:
             return None
-        cuts = sorted(params.value_tier_cuts)
-        # Weighted share of the cutoff's customers with strictly more revenue (all weights 1:
-        # (rank - 1) / count).
-        up_to = (
-            "sum(weight) OVER (PARTITION BY cutoff ORDER BY revenue_3m DESC"
-            " RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
-        )
-        ties = "sum(weight) OVER (PARTITION BY cutoff, revenue_3m)"
-        share = f"({up_to} - {ties}) / (sum(weight) OVER (PARTITION BY cutoff))"
-        whens = " ".join(
-            f"WHEN {share} < {cut} THEN '{tier}'"
-            for cut, tier in zip(cuts, VALUE_TIERS, strict=False)
-        )
-        return f"CASE WHEN revenue_3m IS NULL THEN NULL {whens} ELSE '{VALUE_TIERS[len(cuts)]}' END"
+        return value_tier_sql("revenue_3m", params.value_tier_cuts)
     if defn.spec.name == "lifecycle_stage":
         if "tenure_days" not in columns:
             return None

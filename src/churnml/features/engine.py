@@ -321,7 +321,8 @@ def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
             )
             ctx.con.execute(
                 f"CREATE TEMP TABLE w_{d.spec.name} AS SELECT kid, {expr} AS {d.spec.name}"
-                f" FROM (SELECT k.kid, k.cutoff, k.weight, {cols} FROM keys k {' '.join(joins)})"
+                f" FROM (SELECT k.kid, k.customer_id, k.cutoff, k.weight, {cols}"
+                f" FROM keys k {' '.join(joins)})"
             )
             joins.append(f"LEFT JOIN w_{d.spec.name} USING (kid)")
             finals[d.spec.name] = d.spec.name
