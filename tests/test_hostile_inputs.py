@@ -613,6 +613,7 @@ def _score_overrides(root: Path, dataset: Path, name: str, *more: str) -> list[s
         f"paths.root_dir={root}",
         f"data.path={dataset}",
         f"data.name={name}",
+        "tracking.registered_model_name=churnml_tiny",  # the model trained_project registered
         "scoring.date=2024-09-01",
         *more,
     ]
