@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 
 from churnml.config import CONF_DIR
 from churnml.simulate import SimulationParams, simulate_dataset
-from churnml.simulate.catalog import CAUSES
+from churnml.simulate.catalog import ALL_CAUSES, CAUSES, HIDDEN_CAUSES
+from churnml.simulate.truth import read_decomposition
 from churnml.simulate.writer import SCHEMAS
 
 TABLES = ("customers", "calls", "transfers", "complaints", "bills", "payments")
@@ -90,6 +91,13 @@ def test_pipeline_entry_point_writes_under_raw_dir(tmp_path):
     assert list((tmp_path / "logs" / "simulate").glob("*/simulate.log"))
 
 
+def test_default_is_hard_and_easy_records_every_cause():
+    default, easy = _params(_compose()), _params(_compose("simulate=easy"))
+    assert default.hidden_share > 0 and easy.hidden_share == 0
+    assert easy.name != default.name  # never overwrites the default dataset
+    assert (easy.n_customers, easy.n_months) == (default.n_customers, default.n_months)
+
+
 def test_large_config_is_one_million_over_four_months():
     params = _params(_compose("simulate=large"))
     assert (params.n_customers, params.n_months) == (1_000_000, 4)
@@ -109,6 +117,28 @@ def test_same_params_give_identical_tables(tmp_path):
     for name in (*TABLES, "truth/churn_probability"):
         assert (a / f"{name}.parquet").read_bytes() == (b / f"{name}.parquet").read_bytes(), name
     assert (a / "manifest.json").read_text() == (b / "manifest.json").read_text()
+    assert read_decomposition(a) == read_decomposition(b)
+
+
+def test_hidden_states_leave_no_trace_in_the_tables(tmp_path):
+    """With hidden_share 0 the hidden states act on nothing: changing how they move leaves
+    every table byte for byte the same, so they can only ever reach the data through exits."""
+    a = simulate_dataset(SimulationParams(hidden_share=0.0, **SMALL), tmp_path / "a")
+    b = simulate_dataset(
+        SimulationParams(
+            hidden_share=0.0,
+            hidden_offer_rate=0.5,
+            hidden_move_rate=0.2,
+            hidden_frustration_sigma=3.0,
+            **SMALL,
+        ),
+        tmp_path / "b",
+    )
+    for name in (*TABLES, "truth/churn_probability"):
+        assert (a / f"{name}.parquet").read_bytes() == (b / f"{name}.parquet").read_bytes(), name
+    truth = pd.read_parquet(a / "truth/churn_probability.parquet")
+    assert (truth[[f"hazard_{c}" for c in HIDDEN_CAUSES]] == 0).all().all()
+    assert read_decomposition(a)["hazard_share"]["hidden"] == 0.0
 
 
 def test_different_seed_gives_different_tables(tmp_path):
@@ -141,7 +171,8 @@ def test_schemas_are_the_contract_columns(small):
     assert calls.field("started_at").type == pa.timestamp("us")
     assert calls.field("customer_id").type == pa.string()
     truth = pq.read_schema(out / "truth/churn_probability.parquet")
-    assert {f"hazard_{c}" for c in CAUSES} <= set(truth.names)
+    assert {f"hazard_{c}" for c in ALL_CAUSES} <= set(truth.names)
+    assert "p_voluntary_recorded" in truth.names
 
 
 def test_manifest(small):
@@ -311,8 +342,9 @@ def test_truth_rows_are_the_active_customer_months(small):
     truth, c = t["truth"], t["customers"]
     assert truth.p_voluntary.between(0, 1).all() and truth.p_involuntary.between(0, 1).all()
     assert (truth.p_voluntary + truth.p_involuntary <= 1 + 1e-12).all()
-    assert set(truth.main_cause) <= set(CAUSES)
-    hazards = truth[[f"hazard_{cause}" for cause in CAUSES]]
+    assert set(truth.main_cause) <= set(ALL_CAUSES)
+    assert truth.p_voluntary_recorded.between(0, 1).all()
+    hazards = truth[[f"hazard_{cause}" for cause in ALL_CAUSES]]
     assert (hazards >= 0).all().all()
     assert np.allclose(1 - np.exp(-hazards.sum(axis=1)), truth.p_voluntary)
     assert (hazards.idxmax(axis=1).str.removeprefix("hazard_") == truth.main_cause).all()
@@ -350,6 +382,39 @@ def test_churn_rates_and_truth_calibration(tmp_path):
     from sklearn.metrics import roc_auc_score
 
     assert 0.78 < roc_auc_score(o.vol, o.p_voluntary) < 0.95
+    # Hidden causes: what the tables record ranks the month's leavers several points below
+    # the truth (the default is as hard as real operator data), and the decomposition says so.
+    recorded = roc_auc_score(o.vol, o.p_voluntary_recorded)
+    assert 0.04 < roc_auc_score(o.vol, o.p_voluntary) - recorded < 0.2
+    assert read_decomposition(out)["monthly_roc_auc"]["gap"] == pytest.approx(
+        roc_auc_score(o.vol, o.p_voluntary) - recorded
+    )
+
+
+def test_decomposition_adds_up_and_matches_the_truth(small):
+    out, t = small
+    truth = t["truth"]
+    d = read_decomposition(out)
+    causes = d["causes"]
+    assert set(causes) == set(ALL_CAUSES)
+    assert {causes[c]["kind"] for c in HIDDEN_CAUSES} == {"hidden"}
+    assert {causes[c]["kind"] for c in CAUSES} == {"recorded"}
+    assert sum(v["hazard_share"] for v in causes.values()) == pytest.approx(1.0)
+    assert sum(v["exit_share"] for v in causes.values()) == pytest.approx(1.0)
+    # Hand-computed from the truth rows: hidden hazard over all hazard.
+    hidden = truth[[f"hazard_{c}" for c in HIDDEN_CAUSES]].to_numpy().sum()
+    total = truth[[f"hazard_{c}" for c in ALL_CAUSES]].to_numpy().sum()
+    assert d["hazard_share"]["hidden"] == pytest.approx(hidden / total)
+    # The hidden causes carry about hidden_share of the hazard (less: lock-ins hold some back).
+    assert 0.15 < d["hazard_share"]["hidden"] <= SimulationParams().hidden_share + 0.02
+    # Expected exits split p_voluntary over the causes without losing any.
+    expected = sum(v["expected_exits"] for v in causes.values())
+    assert expected == pytest.approx(truth.p_voluntary.sum())
+    o = _outcomes(t)
+    assert d["voluntary_exits"] == o.vol.sum()
+    # The truth knows the hidden causes; the recorded causes alone rank the leavers worse.
+    ranking = d["monthly_roc_auc"]
+    assert ranking["truth"] > ranking["recorded_causes_only"]
 
 
 # -- planted causes leave traces -------------------------------------------------------------

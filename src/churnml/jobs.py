@@ -22,7 +22,7 @@ from sklearn.metrics import roc_auc_score
 from churnml import evaluation, explain, report, scoring, tracking
 from churnml.config import ScoreConfig, TrainConfig, ValidateConfig
 from churnml.errors import NoEligibleCustomersError, exit_code_for
-from churnml.features import FeatureParams, build_features
+from churnml.features import FeatureParams, build_features, resolve_feature_params
 from churnml.io import (
     DatasetError,
     dataset_as_of,
@@ -402,6 +402,12 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
     _timed("sample", timings, started)
 
     started = time.perf_counter()
+    # Which competitors get their own columns is decided before the latest training cutoff and
+    # recorded with the model (`_attach_scoring_context`), so scoring builds the same columns.
+    latest_train_cutoff = sample.rows.loc[sample.rows["split"] == "train", "cutoff"].max()
+    cfg.features = resolve_feature_params(dataset_dir, cfg.features, latest_train_cutoff)
+    if cfg.features.competitors:
+        log.info("per-operator features for: %s", ", ".join(cfg.features.competitors))
     frame, feature_columns = build_training_frame(dataset_dir, sample, cfg)
     _timed("features", timings, started)
     tracking.log_metrics(timings)

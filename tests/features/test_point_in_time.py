@@ -17,7 +17,8 @@ TIME_COLUMN = {
     "bills": "issued_at",
     "payments": "paid_at",
 }
-PARAMS = FeatureParams(competitors=["OpX", "OpY"])
+# Plans compared from 3 subscribers, so the 50 random customers have cheapest covering plans.
+PARAMS = FeatureParams(competitors=["OpX", "OpY"], plan_coverage_min_customers=3)
 
 
 def _spine(tables) -> pd.DataFrame:
@@ -116,3 +117,21 @@ def test_features_do_change_when_earlier_rows_change(base, tmp_path):
     got = _features(changed, tmp_path / "changed", cutoff)
     want = full[full["cutoff"] == cutoff].reset_index(drop=True)
     assert not got["voice_out_minutes_30d"].equals(want["voice_out_minutes_30d"])
+
+
+def test_new_driver_features_are_not_vacuous(base):
+    """The value-for-money and per-operator features the point-in-time tests cover do hold
+    values on the random data (an all-null column would pass them trivially)."""
+    _, full = base
+    for name in (
+        "fee_per_voice_minute_30d",
+        "fee_per_voice_minute_change_30d_vs_prev60d",
+        "monthly_fee_over_cheapest_covering_plan",
+        "voice_out_share_to_opx_90d",
+        "voice_out_share_to_opy_change_30d_vs_prev60d",
+        "port_out_contacts_to_opy_90d",
+        "dropped_call_rate_change_30d_vs_prev60d",
+        "last_bill_to_prev3_avg_ratio",
+    ):
+        assert full[name].notna().sum() > 10, name
+        assert full[name].nunique() > 2, name

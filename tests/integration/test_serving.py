@@ -37,20 +37,23 @@ def _feature_rows(root: Path, n: int = 5):
     return cfg, model, rows
 
 
-def test_loading_and_predicting_imports_only_the_pinned_requirements(trained_project: Path):
+def test_loading_and_predicting_imports_only_the_pinned_requirements(
+    trained_project: Path, tmp_path: Path
+):
     cfg, _, rows = _feature_rows(trained_project)
+    rows_path = tmp_path / "rows.parquet"
+    rows.to_parquet(rows_path)
     script = f"""
 import sys, json, mlflow, pandas as pd
 mlflow.set_tracking_uri({cfg.tracking.tracking_uri!r})
 model = mlflow.pyfunc.load_model("models:/churnml_tiny@champion")
-rows = pd.read_json(sys.stdin, orient="split")
+rows = pd.read_parquet(sys.argv[1])
 out = model.predict(rows)
 print(json.dumps({{"columns": list(out.columns), "modules": sorted(sys.modules)}}))
 """
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run(
-        [sys.executable, "-c", script],
-        input=rows.to_json(orient="split"),
+        [sys.executable, "-c", script, str(rows_path)],
         capture_output=True,
         text=True,
         timeout=300,

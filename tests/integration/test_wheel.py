@@ -9,6 +9,7 @@ from the wheel.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -36,6 +37,15 @@ def _run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.Comple
 def installed_wheel(tmp_path_factory) -> Path:
     """A fresh venv with the churnml wheel installed; returns its bin folder."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Built from a copy: setuptools writes build/ and egg-info beside the sources.
+    source = tmp / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "data", "logs", "mlruns", "mlflow.db", "reports", "build", "*.egg-info"
+        ),
+    )
     _run(
         [
             sys.executable,
@@ -46,7 +56,7 @@ def installed_wheel(tmp_path_factory) -> Path:
             "--no-build-isolation",
             "-w",
             str(tmp),
-            str(ROOT),
+            str(source),
         ],
         cwd=tmp,
     )

@@ -1,7 +1,8 @@
 """The feature library: declarative feature specs per cause family, computed with DuckDB.
 
 Public API: `build_features`, `FEATURES`, `FeatureSpec`, `CAUSE_FAMILIES`, `feature_spec`,
-`FeatureParams` (see docs/features.md for every feature and the documented rules).
+`FeatureParams`, `resolve_feature_params` (fills the data-dependent settings once, at training
+time; see docs/features.md for every feature and the documented rules).
 """
 
 from churnml.features.engine import build_features
@@ -14,6 +15,7 @@ from churnml.features.registry import (
     feature_spec,
     feature_specs,
 )
+from churnml.features.resolve import resolve_feature_params
 
 __all__ = [
     "CAUSE_FAMILIES",
@@ -25,4 +27,5 @@ __all__ = [
     "feature_definitions",
     "feature_spec",
     "feature_specs",
+    "resolve_feature_params",
 ]

@@ -21,6 +21,7 @@ _PAY = ("payments.customer_id", "payments.paid_at", "payments.amount", "payments
 _ARREARS = (*_BILLS, *_PAY)
 LATE_WINDOWS = (90, 180)
 TOPUP_WINDOWS = (30, 90)
+BILL_SHOCK_DAYS = 150
 
 
 def measures(params: FeatureParams) -> dict[str, Measure]:
@@ -29,6 +30,8 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
         m[f"late_{w}"] = Measure("", _ARREARS)
     m["paid_180"] = Measure("", _PAY)
     m["due_180"] = Measure("", _BILLS)
+    m["bill_last"] = Measure("", _BILLS)
+    m["bill_prev3"] = Measure("", _BILLS)
     for w in TOPUP_WINDOWS:
         m[f"tu_n_{w}"] = Measure("", _PAY)
         m[f"tu_amt_{w}"] = Measure("", _PAY)
@@ -110,6 +113,17 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         fill=None,
         reason="last top-up {value:.0f} days ago",
     )
+    b.add(
+        "last_bill_to_prev3_avg_ratio",
+        f"Amount of the last bill issued (in the {BILL_SHOCK_DAYS} days before the cutoff) over "
+        "the average of the up to 3 bills before it: a bill shock (overage, roaming, a price "
+        "rise) when well above 1.",
+        "price",
+        "bill_last / nullif(bill_prev3, 0)",
+        window_days=BILL_SHOCK_DAYS,
+        fill=None,
+        reason="last bill {value:.1f} times the average of the bills before",
+    )
     return b.defs
 
 
@@ -121,7 +135,10 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     used = {x for f in defs for x in f.measures}
     hi = d.timestamp(ctx.max_cutoff)
     ctes, joins = [], []
-    bills = bool(used & {"due_cum", "dpd_s", "due_180"} or any(x.startswith("late_") for x in used))
+    bills = bool(
+        used & {"due_cum", "dpd_s", "due_180", "bill_last", "bill_prev3"}
+        or any(x.startswith("late_") for x in used)
+    )
     if bills or "paid_total" in used or "paid_180" in used:
         # Bill payments over all history: arrears are a running balance.
         bp = ctx.scan(
@@ -182,6 +199,16 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             " GROUP BY kb.kid)"
         )
         joins += ["late", "bagg"]
+        # Bill shock: the latest bill against the (up to) 3 before it, all issued before the
+        # cutoff and within BILL_SHOCK_DAYS of it.
+        ctes.append(
+            "shock AS (SELECT kid, max(CASE WHEN rn = 1 THEN amount_due END) AS bill_last,"
+            " avg(CASE WHEN rn BETWEEN 2 AND 4 THEN amount_due END) AS bill_prev3"
+            " FROM (SELECT kid, amount_due, row_number() OVER (PARTITION BY kid"
+            " ORDER BY issued_at DESC, due_at DESC, amount_due DESC) AS rn FROM kb"
+            f" WHERE issued_at >= {d.minus_days('cutoff', BILL_SHOCK_DAYS)}) GROUP BY kid)"
+        )
+        joins.append("shock")
     if any(x.startswith("tu_") for x in used):
         hist = max(params.history_days, 90)
         tp = ctx.scan(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from churnml.features import value as vfm
 from churnml.features.params import FeatureParams
 from churnml.features.registry import (
     FamilyBuilder,
@@ -83,7 +84,7 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
     `is_night` and `is_weekend` derived), plus the peer-, operator- and history-stage
     aggregates (their `sql` is built in `build_sql`)."""
     m: dict[str, Measure] = {}
-    windows = sorted(set(params.windows) | {30})
+    windows = sorted(set(params.windows) | {30, 90})
     sms = (*_BASE, "calls.kind", "calls.direction")
     data = (*_BASE, "calls.kind", "calls.volume_mb")
     net = (*_VOICE, "calls.peer_network")
@@ -108,6 +109,10 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
     m["vo_n_p60"] = _pass(VOICE_OUT, "1", "p60", _VOICE)
     m["data_mb_p60"] = _pass("kind = 'data'", mb, "p60", data)
     m["offnet_min_p60"] = _pass(f"{VOICE_OUT} AND peer_network = 'off_net'", MINUTES, "p60", net)
+    m["voice_n_p60"] = _pass("kind = 'voice'", "1", "p60", (*_BASE, "calls.kind"))
+    m["drop_n_p60"] = _pass(
+        "kind = 'voice' AND dropped", "1", "p60", (*_BASE, "calls.kind", "calls.dropped")
+    )
     m["night_min_30"] = _pass(f"{VOICE_OUT} AND is_night", MINUTES, 30, _VOICE)
     m["weekend_min_30"] = _pass(f"{VOICE_OUT} AND is_weekend", MINUTES, 30, _VOICE)
     m["vo_min_slope"] = _slope(MINUTES, VOICE_OUT, _VOICE)
@@ -117,6 +122,7 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
         lit = str(c).replace("'", "''")
         cond = f"{VOICE_OUT} AND peer_operator = '{lit}'"
         m[f"comp_{slug(c)}_min_30"] = _pass(cond, MINUTES, 30, comp_req)
+        m[f"comp_{slug(c)}_min_90"] = _pass(cond, MINUTES, 90, comp_req)
         m[f"comp_{slug(c)}_min_p60"] = _pass(cond, MINUTES, "p60", comp_req)
     # Later stages (separate scans): contacts, top competitor, last outgoing activity.
     for w in sorted(set(params.windows) | {90}):
@@ -137,6 +143,7 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
         "min",
     )
     m["last_out_old_s"] = Measure("", (*_BASE, "calls.direction"))
+    m.update(vfm.measures())
     return m
 
 
@@ -145,7 +152,7 @@ def trend(a: str, p: str) -> str:
     return f"({a} - {p} / 2.0) / nullif({a} + {p} / 2.0, 0)"
 
 
-STAGED = ("contacts_", "onnet_", "top_comp_", "last_out_old")
+STAGED = ("contacts_", "onnet_", "top_comp_", "last_out_old", "vfm_")
 
 
 def definitions(params: FeatureParams) -> list[FeatureDef]:
@@ -348,6 +355,15 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
             reason=f"{{pct:.0f}} % of call minutes go to {c}",
         )
         b.add(
+            f"voice_out_share_to_{s}_90d",
+            f"Share of outgoing voice minutes to operator {c} in the last 90 days.",
+            "competitor",
+            f"comp_{s}_min_90 / nullif(vo_min_90, 0)",
+            window_days=90,
+            fill=None,
+            reason=f"{{pct:.0f}} % of call minutes go to {c} (last 90 days)",
+        )
+        b.add(
             f"voice_out_share_to_{s}_change_30d_vs_prev60d",
             f"Share of outgoing voice minutes to operator {c}: last 30 days minus the 60 before.",
             "competitor",
@@ -356,6 +372,27 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
             fill=None,
             reason=f"share of calls to {c} {{pct:+.0f}} points in the last 30 days",
         )
+    b.add(
+        "dropped_call_rate_change_30d_vs_prev60d",
+        "Dropped-call rate of the last 30 days minus that of the 60 days before: coverage "
+        "getting worse where the customer is (a move, a new site, an outage).",
+        "network_quality",
+        "drop_n_30 / nullif(voice_n_30, 0) - drop_n_p60 / nullif(voice_n_p60, 0)",
+        window_days=90,
+        fill=None,
+        reason="dropped calls {pct:+.0f} points in the last 30 days vs the 2 months before",
+    )
+    b.add(
+        "voice_in_out_minutes_ratio_30d",
+        "Incoming over all voice minutes in the last 30 days: near 1, the line mostly "
+        "receives calls (kept as a second number, or calls moved to another line).",
+        "usage_decline",
+        "vi_min_30 / nullif(vi_min_30 + vo_min_30, 0)",
+        window_days=30,
+        fill=None,
+        reason="{pct:.0f} % of call minutes are incoming (last 30 days)",
+    )
+    vfm.add_value_definitions(b)
     b.add(
         "days_since_last_out_activity",
         f"Days since the last outgoing call, SMS or data session (null: none in "
@@ -503,6 +540,8 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     d = ctx.dialect
     m = measures(params)
     used = list(dict.fromkeys(x for f in defs for x in f.measures))
+    if "vfm_cheapest" in used:
+        used = list(dict.fromkeys([*used, *vfm.USAGE]))
     main = [x for x in used if not x.startswith(STAGED)]
     lookback = max([*params.windows, TREND_LOOKBACK, SLOPE_WEEKS * 7])
     age = d.seconds_between("e.started_at", "k.cutoff")
@@ -610,6 +649,9 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         # top competitor costs no extra scan.
         ctes.append(f"top AS (SELECT kid, {_top_competitor(ctx, lookback)} FROM agg)")
         joins.append("top")
+    if any(x.startswith("vfm_") for x in used):
+        ctes += vfm.value_ctes(ctx, cheapest="vfm_cheapest" in used and bool(main))
+        joins.append("vfm")
     if "last_out_old_s" in used and "last_out_90" in main:
         hist = params.history_days
         hi = d.timestamp(ctx.max_cutoff - pd.Timedelta(days=lookback))

@@ -27,6 +27,7 @@ from churnml.io import (
     table_columns,
     table_path,
 )
+from churnml.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -237,9 +238,8 @@ def build_features(
         modules = _family_modules()
         all_defs = feature_definitions(params)
         built: list[tuple[str, list[FeatureDef], list[str]]] = []
-        for family in FAMILY_NAMES:
-            if family not in params.families:
-                continue
+        families = [f for f in FAMILY_NAMES if f in params.families]
+        for family in progress(families, "feature families", unit="families"):
             module = modules[family]
             defs = [d for d in all_defs if d.family == family]
             missing = [t for t in module.REQUIRED_TABLES if not ctx.has_table(t)]

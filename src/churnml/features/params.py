@@ -20,8 +20,19 @@ class FeatureParams:
     # Complaint counts by category are built for these windows only (6 categories each).
     complaint_category_windows: list[int] = field(default_factory=lambda: [30, 90])
     # Other operators that get their own share features (`peer_operator` / port-out operator
-    # values). The top competitor's share is built whatever this list holds.
+    # values). The top competitor's share is built whatever this list holds. Left empty, the
+    # training job fills it with `resolve_feature_params`: the `competitor_top_k` operators
+    # with the most outgoing voice minutes in the `competitor_lookback_days` before the
+    # training cutoff. The filled list is recorded with the model, so scoring builds the same
+    # columns whatever operators its own data hold.
     competitors: list[str] = field(default_factory=list)
+    competitor_top_k: int = 5
+    competitor_lookback_days: int = 180
+    # Value for money: a plan covers a usage when this quantile of the 30-day outgoing minutes
+    # and data of its subscribers (same payment type, same cutoff) reaches it; plans with fewer
+    # subscribers than `plan_coverage_min_customers` at a cutoff are not compared.
+    plan_coverage_quantile: float = 0.9
+    plan_coverage_min_customers: int = 20
     # How far back the "days since the last ..." figures and open complaints look.
     history_days: int = 730
     night_start_hour: int = 22

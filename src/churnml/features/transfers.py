@@ -4,7 +4,14 @@ change, ownership changes, SIM swaps and balance transfers (`transfers`)."""
 from __future__ import annotations
 
 from churnml.features.params import FeatureParams
-from churnml.features.registry import FamilyBuilder, FeatureDef, Measure, cond_sum, within
+from churnml.features.registry import (
+    FamilyBuilder,
+    FeatureDef,
+    Measure,
+    cond_sum,
+    slug,
+    within,
+)
 
 FAMILY = "transfers"
 REQUIRED_TABLES = ("transfers",)
@@ -31,6 +38,15 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
         cond_sum(f"kind = 'balance_transfer_in' AND {within(90)}", "coalesce(amount, 0)"), _AMOUNT
     )
     m["bt_out_n_90"] = Measure(cond_sum(f"kind = 'balance_transfer_out' AND {within(90)}"), _BASE)
+    for c in params.competitors:
+        lit = str(c).replace("'", "''")
+        m[f"po_to_{slug(c)}_90"] = Measure(
+            cond_sum(
+                f"kind IN ('port_out_query', 'port_out_request') AND operator = '{lit}'"
+                f" AND {within(90)}"
+            ),
+            (*_BASE, "transfers.operator"),
+        )
     # Plan stage (built apart in build_sql): changes in the last 90 days and their fee deltas.
     m["plan_down_90"] = Measure("", _PLAN)
     m["plan_up_90"] = Measure("", _PLAN)
@@ -90,6 +106,15 @@ def definitions(params: FeatureParams) -> list[FeatureDef]:
         " OR po_request_last_s < po_cancel_last_s) THEN 1 ELSE 0 END",
         reason="has a port-out request that was not cancelled",
     )
+    for c in params.competitors:
+        b.add(
+            f"port_out_contacts_to_{slug(c)}_90d",
+            f"Port-out queries and requests naming operator {c} in the last 90 days.",
+            "competitor",
+            f"po_to_{slug(c)}_90",
+            window_days=90,
+            reason=f"asked {{value:.0f}} times about moving the number to {c} (last 90 days)",
+        )
     b.add(
         "plan_downgrades_90d",
         "Number of plan changes to a cheaper recurring fee in the last 90 days.",

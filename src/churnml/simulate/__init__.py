@@ -18,6 +18,15 @@ The causes, and the traces they leave in the tables before the exit:
 - price: a fee high for the usage, or the postpaid price rise; downgrades.
 - contract_lifecycle: the months around commitment_end (lock-in dampens other causes before).
 - tenure_value: early-life churn, young and prepaid customers.
+
+Hidden causes leave no trace in any table, as real churn often does not (`hidden_share` of the
+voluntary hazard, 0.3 by default; `simulate=easy` sets it to 0):
+- hidden_offer: an offer seen elsewhere, tempting for one or two months.
+- hidden_move: a move or life event, one month (more often for the young).
+- hidden_frustration: a persistent, never reported dissatisfaction (an AR(1) on the log scale).
+Their hazards are written as hazard_hidden_* and `p_voluntary_recorded` gives what the recorded
+causes alone tell; `truth/decomposition.json` splits the hazard and the exits by cause,
+recorded against hidden (`churnml.simulate.truth.decompose_hazard`).
 """
 
 from churnml.simulate.engine import simulate_dataset

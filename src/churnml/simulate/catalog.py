@@ -7,6 +7,9 @@ import numpy as np
 from churnml import contract
 
 CAUSES = tuple(contract.CAUSE_FAMILIES)
+# Causes no table records: they drive churn in the truth but leave no trace in the data.
+HIDDEN_CAUSES = ("hidden_offer", "hidden_move", "hidden_frustration")
+ALL_CAUSES = (*CAUSES, *HIDDEN_CAUSES)
 
 # Tariff plans: prepaid bundles first, then postpaid plans (ordered by fee within each type).
 PLAN_IDS = np.array(["PRE_BASIC", "PRE_SMART", "PRE_MAX", "POST_S", "POST_M", "POST_L", "POST_XL"])

@@ -9,7 +9,10 @@ every month, the churn hazard.
 Churn truth. For a customer active at the start of month m (activated before it, not yet
 terminated), each voluntary cause c contributes a non-negative monthly hazard h_c (see
 `CAUSES`); the contributions are multiplied by the customer's unobserved frailty, by a
-lock-in discount while a commitment runs, and by `voluntary_scale`. With H = sum_c h_c,
+lock-in discount while a commitment runs, and by `voluntary_scale`. Then they are scaled by
+1 - hidden_share and the hidden causes (`HIDDEN_CAUSES`: states that move the hazard and
+nothing else) add hazards worth hidden_share of the month's mean (see `_add_hidden`). With
+H = sum_c h_c over all causes,
 
     p_voluntary = 1 - exp(-H)             (voluntary or port_out exit during month m)
     p_involuntary = min(1 - exp(-H_inv), 1 - p_voluntary)
@@ -35,10 +38,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from churnml.io import write_atomic
-from churnml.simulate import catalog
+from churnml.progress import progress
+from churnml.simulate import catalog, truth
 from churnml.simulate.events import Bills, Ledger, daytime, draw_complaint_channel
 from churnml.simulate.params import SimulationParams
 from churnml.simulate.population import (
@@ -48,6 +53,7 @@ from churnml.simulate.population import (
     draw_population,
     make_window,
 )
+from churnml.simulate.truth import decompose_hazard
 from churnml.simulate.usage import PeerLayout, generate_calls
 from churnml.simulate.writer import (
     DatasetSink,
@@ -85,6 +91,9 @@ class _State:
     distress: np.ndarray
     dormant: np.ndarray
     silent_prev: np.ndarray  # consecutive completed dormant months
+    # Hidden states: they move the churn hazard and nothing else (no table records them).
+    offer_left: np.ndarray  # months an outside offer still tempts (0: none)
+    frustration: np.ndarray  # unreported dissatisfaction, a standard-normal AR(1) score
 
 
 def _initial_state(rng: np.random.Generator, pop: Population, window: Window) -> _State:
@@ -106,6 +115,8 @@ def _initial_state(rng: np.random.Generator, pop: Population, window: Window) ->
         distress=np.zeros(n, dtype=bool),
         dormant=np.zeros(n, dtype=bool),
         silent_prev=np.zeros(n, dtype=np.int64),
+        offer_left=np.zeros(n, dtype=np.int64),
+        frustration=np.zeros(n),
     )
 
 
@@ -144,6 +155,12 @@ class _ChunkSimulator:
         self.pop = draw_population(self.rng, gid, window, params)
         self.n = len(gid)
         self.state = _initial_state(self.rng, self.pop, window)
+        # Hidden states draw from their own stream: hidden_share = 0 reproduces the tables of
+        # a simulator without them, draw for draw.
+        self.hidden_rng = np.random.default_rng(
+            np.random.SeedSequence(params.seed, spawn_key=(chunk, 1))
+        )
+        self.state.frustration = self.hidden_rng.standard_normal(self.n)
         self.cust_ids = prefixed_ids("C", gid, width)
         layout = PeerLayout(self.n)
         pool = self.rng.integers(10**10, 10**11, layout.size - self.n)
@@ -293,6 +310,7 @@ class _ChunkSimulator:
         h[:6] *= np.where(locked, 0.35, 1.0)
         h[7] *= np.where(locked, 0.35, 1.0)
         h *= pop.frailty * p.voluntary_scale * at_risk
+        h, recorded = self._add_hidden(h, at_risk, locked, pop.age, pop.frailty)
         total = h.sum(axis=0)
         p_vol = 1.0 - np.exp(-total)
         h_inv = np.where(
@@ -307,7 +325,9 @@ class _ChunkSimulator:
         vol = at_risk & (u < p_vol)
         inv = at_risk & ~vol & (u < p_vol + p_inv)
         exit_day = ms + rng.integers(1, dim, n)
-        comp_share = np.divide(h[1], total, out=np.zeros(n), where=total > 0)
+        # An outside offer, like a visible competitor's pull, mostly ends in a port-out.
+        pull_h = h[1] + h[len(catalog.CAUSES)]
+        comp_share = np.divide(pull_h, total, out=np.zeros(n), where=total > 0)
         port = vol & (rng.random(n) < 0.3 + 0.6 * comp_share)
         st.reason = np.select(
             [port, vol, inv & postpaid, inv],
@@ -317,7 +337,7 @@ class _ChunkSimulator:
         port_op = np.where(st.courted, st.target_op, _draw_operator(rng, pop.price_sensitivity))
         st.ported_to = np.where(port, port_op, st.ported_to)
         st.term_day = np.where(vol | inv, exit_day, st.term_day)
-        self._write_truth(sink, m, at_risk, p_vol, p_inv, h)
+        self._write_truth(sink, m, at_risk, p_vol, p_inv, h, recorded)
 
         # Events of the month, on days [lo, hi) of each present customer.
         lo = np.maximum(ms, pop.act_day)
@@ -354,6 +374,70 @@ class _ChunkSimulator:
         when = catch_up * 86400 + 10 * 3600 + rng.integers(0, 8 * 3600, n)
         self.bills.settle(exiting & present, when)
         self._end_month(m, present)
+
+    def _add_hidden(
+        self,
+        h: np.ndarray,
+        at_risk: np.ndarray,
+        locked: np.ndarray,
+        age: np.ndarray,
+        frailty: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Move the hidden states one month and add their hazards to the recorded causes' `h`.
+
+        Returns the hazards of every cause (recorded ones scaled by 1 - hidden_share) and the
+        voluntary probability the recorded causes alone tell: the hidden hazards replaced by
+        their expectation given what the tables show (age, lock-in) and the (unobserved)
+        frailty by its mean 1, about the best any model of the tables can know.
+        The hidden hazard is pinned to hidden_share of this month's mean recorded hazard, so
+        the strength changes who churns, not how many.
+        """
+        p, st, n = self.params, self.state, self.n
+        share = float(np.clip(p.hidden_share, 0.0, 0.95))
+        hidden = np.zeros((len(catalog.HIDDEN_CAUSES), n))
+        rng = self.hidden_rng
+        # Outside offer: starts at random, tempts for one or two months.
+        new_offer = rng.random(n) < p.hidden_offer_rate
+        st.offer_left = np.where(
+            new_offer, 1 + (rng.random(n) < 0.5), np.maximum(st.offer_left - 1, 0)
+        )
+        # A move or life event: one month, more often for the young (age is in the tables).
+        move_p = p.hidden_move_rate * np.where((age >= 0) & (age < 30), 1.6, 0.8)
+        move = rng.random(n) < move_p
+        rho = float(np.clip(p.hidden_frustration_persistence, 0.0, 0.999))
+        st.frustration = rho * st.frustration + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+        sigma = p.hidden_frustration_sigma
+        parts = (
+            (st.offer_left > 0).astype(float),
+            move.astype(float),
+            np.exp(sigma * st.frustration - 0.5 * sigma**2),
+        )
+        weights = np.array(
+            [p.hidden_offer_weight, p.hidden_move_weight, p.hidden_frustration_weight]
+        )
+        weights = weights / weights.sum() if weights.sum() > 0 else weights
+        risk = np.flatnonzero(at_risk)
+        level = h[:, risk].sum(axis=0).mean() if len(risk) else 0.0
+        # What the tables tell of the hidden hazard: its expectation given age and lock-in.
+        expected = np.zeros(n)
+        lock = np.where(locked, 0.35, 1.0)
+        if share > 0 and level > 0:
+            for i, part in enumerate(parts):
+                mean = part[risk].mean()
+                if mean > 0:
+                    hidden[i] = weights[i] * part / mean
+            # A lock-in's exit fee holds back an offer and a frustration, not a move.
+            hidden[[0, 2]] *= lock
+            hidden *= share * level * at_risk
+            move_mean = move_p[risk].mean()
+            expected = (weights[0] + weights[2]) * lock
+            if move_mean > 0:
+                expected = expected + weights[1] * move_p / move_mean
+            expected = expected * share * level * at_risk
+        recorded_h = (1.0 - share) * h
+        known = recorded_h.sum(axis=0) / frailty
+        recorded = 1.0 - np.exp(-(known + expected))
+        return np.concatenate([recorded_h, hidden]), recorded
 
     def _end_month(self, m: int, present: np.ndarray) -> None:
         st = self.state
@@ -529,7 +613,7 @@ class _ChunkSimulator:
         self.topups.add(cust=tc, t=daytime(rng, lo[tc], hi[tc]), amount=amount)
 
     # -- writing ------------------------------------------------------------------------------
-    def _write_truth(self, sink, m, at_risk, p_vol, p_inv, h) -> None:
+    def _write_truth(self, sink, m, at_risk, p_vol, p_inv, h, recorded) -> None:
         sel = np.flatnonzero(at_risk)
         month_s = np.full(len(sel), int(self.window.month_days[m]) * 86400)
         cols = {
@@ -537,9 +621,10 @@ class _ChunkSimulator:
             "month": to_ts(month_s),
             "p_voluntary": to_float(p_vol[sel]),
             "p_involuntary": to_float(p_inv[sel]),
-            "main_cause": take_str(np.array(catalog.CAUSES), np.argmax(h[:, sel], axis=0)),
+            "p_voluntary_recorded": to_float(recorded[sel]),
+            "main_cause": take_str(np.array(catalog.ALL_CAUSES), np.argmax(h[:, sel], axis=0)),
         }
-        for i, cause in enumerate(catalog.CAUSES):
+        for i, cause in enumerate(catalog.ALL_CAUSES):
             cols[f"hazard_{cause}"] = to_float(h[i, sel])
         sink.write("truth", cols)
 
@@ -683,17 +768,31 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
     n_chunks = max(1, math.ceil(params.n_customers / params.chunk_size))
     width = _id_width(params.n_customers)
     with open_sink(out_dir) as sink:
-        for chunk in range(n_chunks):
+        for chunk in progress(range(n_chunks), "simulating customer chunks", unit="chunks"):
             start = chunk * params.chunk_size
             stop = min(params.n_customers, start + params.chunk_size)
             if stop <= start:
                 break
-            log.info(
+            log.debug(
                 "simulating customers %d..%d (chunk %d/%d)", start, stop - 1, chunk + 1, n_chunks
             )
             gid = np.arange(start, stop, dtype=np.int64)
             _ChunkSimulator(chunk, gid, params, window, width).run(sink)
         counts = dict(sink.row_counts)
+    decomposition = decompose_hazard(
+        pd.read_parquet(out_dir / truth.TRUTH_FILE),
+        pd.read_parquet(
+            out_dir / "customers.parquet",
+            columns=["customer_id", "terminated_at", "termination_reason"],
+        ),
+    )
+    decomposition["params"] = {
+        k: v for k, v in asdict(params).items() if k.startswith("hidden_") or k == "frailty_sigma"
+    }
+    write_atomic(
+        out_dir / truth.DECOMPOSITION_FILE,
+        lambda tmp: tmp.write_text(json.dumps(decomposition, indent=2, sort_keys=True) + "\n"),
+    )
     as_of = np.datetime64(window.end_day, "D").astype("datetime64[s]")
     manifest = {
         "as_of": str(as_of),
@@ -704,6 +803,7 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
         "params": asdict(params),
         "window_start": str(np.datetime64(window.start_day, "D")),
         "causes": list(catalog.CAUSES),
+        "hidden_causes": list(catalog.HIDDEN_CAUSES),
         "catalogue": _describe_market(params, window),
         "row_counts": counts,
     }

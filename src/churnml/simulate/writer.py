@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from churnml.io import atomic_path
-from churnml.simulate.catalog import CAUSES
+from churnml.simulate.catalog import ALL_CAUSES
 
 _TS = pa.timestamp("us")
 
@@ -93,8 +93,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("month", _TS),
             ("p_voluntary", pa.float64()),
             ("p_involuntary", pa.float64()),
+            ("p_voluntary_recorded", pa.float64()),
             ("main_cause", pa.string()),
-            *[(f"hazard_{cause}", pa.float64()) for cause in CAUSES],
+            *[(f"hazard_{cause}", pa.float64()) for cause in ALL_CAUSES],
         ]
     ),
 }
