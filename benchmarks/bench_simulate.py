@@ -1,6 +1,6 @@
 """Benchmark the simulator: wall time and peak memory of one config, as a Markdown row.
 
-    python benchmarks/bench_simulate.py                 # src/churnml/conf/simulate/large.yaml (1M, 4 months)
+    python benchmarks/bench_simulate.py                 # simulate/large.yaml (1M, 4 months)
     python benchmarks/bench_simulate.py --config default --keep data/raw/bench
 
 Peak memory is the peak resident set size of this process (and any children) from
@@ -26,8 +26,6 @@ from omegaconf import OmegaConf
 
 from churnml.config import CONF_DIR
 from churnml.simulate import SimulationParams, simulate_dataset
-
-
 
 
 def _params(config: str, overrides: list[str]) -> SimulationParams:
