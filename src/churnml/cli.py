@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -107,14 +108,42 @@ JOBS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {
 }
 
 
+def _config_error(config_name: str, overrides: list[str], user_dir: str | None) -> str | None:
+    """Why the config cannot be composed (a typo in an override, an unknown option), or None.
+
+    Hydra reports such errors with exit 1, the code of a bug; a scheduler must see 2. Sweeps
+    and Hydra's own flags are left to Hydra.
+    """
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(o.startswith("-") for o in overrides):
+        return None
+    plain = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    if user_dir:
+        plain.append(f"hydra.searchpath=[file://{Path(user_dir).resolve()}]")
+    try:
+        with initialize_config_module("churnml.conf", version_base="1.3"):
+            compose(config_name=config_name, overrides=plain)
+    except (HydraException, OmegaConfBaseException) as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
 def _run_hydra_job(command: str, overrides: list[str]) -> int:
     config_name, job = JOBS[command]
     if command == "tune" and not any(o.startswith("hparams_search=") for o in overrides):
         overrides = ["hparams_search=lightgbm_optuna", *overrides]
+    register_configs()
     user_dir = os.environ.get(CONFIG_DIR_ENV)
+    if command != "tune":
+        error = _config_error(config_name, overrides, user_dir)
+        if error is not None:
+            print(f"\nERROR (bad_input, exit 2): churnml {command}: {error}", file=sys.stderr)
+            return int(ExitCode.BAD_INPUT)
     if user_dir and not any(o.startswith(("--config-dir", "-cd")) for o in overrides):
         overrides = [f"--config-dir={user_dir}", *overrides]
-    register_configs()
     entry = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(job)
     saved_argv = sys.argv
     sys.argv = [f"churnml {command}", *overrides]

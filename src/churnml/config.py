@@ -56,6 +56,12 @@ class DataConfig:
     test_size: float = 0.25
     cv_folds: int = 0  # > 0: also run repeated stratified cross-validation (small data)
     cv_repeats: int = 1
+    # The one currency of the dataset's money (docs/data-contract.md), shown in reasons and reports.
+    currency: str = "EUR"
+    # Snapshot datasets: column -> cause family (contract.CAUSE_FAMILIES); columns not named
+    # here are guessed from their names when `guess_causes` (the guess is logged).
+    column_causes: dict[str, str] = field(default_factory=dict)
+    guess_causes: bool = True
 
 
 @dataclass
@@ -121,6 +127,7 @@ class ExplainConfig:
     max_rows: int = 20_000
     top_drivers: int = 15
     dependence_plots: int = 4
+    currency: str = ""  # set from data.currency by conf/explain/default.yaml
 
 
 @dataclass
@@ -164,17 +171,26 @@ class TrainConfig:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
+    # The retention playbook, so the loss-driver report can say what to do about each cause.
+    scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig())
     seed: int = 42
     run_dir: str = MISSING
 
 
 @dataclass
 class ActionRule:
-    """One row of the retention playbook: main cause (and value tiers) -> action."""
+    """One row of the retention playbook: main cause (and value tiers, and facts) -> action.
+
+    `when` tests the customer's feature values, all of which must hold, so the action fits the
+    facts ("days_to_commitment_end < 0": out of contract; "overdue_amount > 0"; "x is null").
+    `script` is the line the agent opens with: why we call, what we offer.
+    """
 
     action: str = MISSING
     cause: str | None = None
     tiers: list[str] = field(default_factory=list)
+    when: list[str] = field(default_factory=list)
+    script: str = ""
 
 
 @dataclass
@@ -194,10 +210,12 @@ class ScoringConfig:
     # refused (exit 2); true scores it anyway, with a warning in monitoring.json.
     allow_short_history: bool = False
     default_action: str = "monitor"
+    default_script: str = ""
     actions: list[ActionRule] = field(default_factory=list)
     # Scores of this dataset go to <output_dir>/scoring_date=<date>/ (what production reads);
     # any other dataset's to <output_dir>/dataset=<name>/scoring_date=<date>/.
     production_dataset: str = "telco_sim"
+    currency: str = ""  # set from data.currency by conf/scoring/default.yaml
 
 
 @dataclass

@@ -12,10 +12,12 @@ feature to its cause family and reason text.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 
 import numba
@@ -24,7 +26,9 @@ import pandas as pd
 
 from churnml.config import Attribution
 from churnml.features import CAUSE_FAMILIES, FeatureSpec, feature_spec
+from churnml.features.reasons import format_money, humanize_days, trend_words
 from churnml.model import ChurnModel, as_sklearn_frame
+from churnml.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +48,23 @@ def _spec(feature: str) -> FeatureSpec | None:
 
 @dataclass(frozen=True)
 class Contributions:
-    """SHAP values (rows x features, log-odds) with the base value and the explained rows."""
+    """SHAP values (rows x features, log-odds) with the base value and the explained rows.
+
+    `causes` maps columns outside the registry (snapshot datasets) to cause families.
+    """
 
     values: pd.DataFrame
     base_value: float
     features: pd.DataFrame
+    causes: Mapping[str, str] = field(default_factory=dict)
 
 
-def cause_family_of(feature: str) -> str:
+def cause_family_of(feature: str, causes: Mapping[str, str] | None = None) -> str:
+    """The cause family of a feature: the registry's, else the dataset's mapping, else other."""
     spec = _spec(feature)
-    return spec.cause_family if spec else UNMAPPED_FAMILY
+    if spec:
+        return spec.cause_family
+    return (causes or {}).get(feature, UNMAPPED_FAMILY)
 
 
 def cause_label(family: str) -> str:
@@ -76,6 +87,11 @@ def contributions(
     return shap_contributions(model, features)
 
 
+def _column_causes(model: ChurnModel) -> dict[str, str]:
+    """The snapshot dataset's column -> cause family map the model was trained with."""
+    return dict(getattr(model, "settings", {}).get("column_causes", {}) or {})
+
+
 def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
     """Exact TreeSHAP values (linear SHAP for the logistic baseline)."""
     prepared = model.spec.prepare(features)
@@ -86,7 +102,9 @@ def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
         base = float(raw[0, -1]) if len(raw) else 0.0
     else:
         values, base = _linear_contributions(model, prepared)
-    return Contributions(values=values, base_value=base, features=prepared)
+    return Contributions(
+        values=values, base_value=base, features=prepared, causes=_column_causes(model)
+    )
 
 
 def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
@@ -97,11 +115,14 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
     prepared = model.spec.prepare(features)
     if model.kind != "lightgbm":
         values, base = _linear_contributions(model, prepared)
-        return Contributions(values=values, base_value=base, features=prepared)
+        return Contributions(
+            values=values, base_value=base, features=prepared, causes=_column_causes(model)
+        )
     booster = model.estimator
     values = np.empty((len(prepared), len(model.spec.columns)))
     paths = None
-    for start in range(0, len(prepared), PATH_CHUNK_ROWS):
+    starts = range(0, len(prepared), PATH_CHUNK_ROWS)
+    for start in progress(starts, "path attributions", unit="chunks of 100k rows"):
         chunk = prepared.iloc[start : start + PATH_CHUNK_ROWS]
         # The trees `predict` uses (the best iteration's), one column each.
         leaves = np.ascontiguousarray(booster.predict(chunk, pred_leaf=True), dtype=np.int32)
@@ -109,10 +130,11 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
         values[start : start + len(chunk)] = _sum_leaf_paths(
             leaves, paths.tree_offset, paths.start, paths.feature, paths.delta, values.shape[1]
         )
-        log.debug("path attributions: %d of %d rows", start + len(chunk), len(prepared))
     frame = pd.DataFrame(values, columns=model.spec.columns, index=features.index)
     base_value = paths.base_value if paths else 0.0
-    return Contributions(values=frame, base_value=base_value, features=prepared)
+    return Contributions(
+        values=frame, base_value=base_value, features=prepared, causes=_column_causes(model)
+    )
 
 
 @dataclass(frozen=True)
@@ -216,7 +238,7 @@ def driver_table(contrib: Contributions, labels: pd.Series | None = None) -> pd.
         {
             "feature": values.columns,
             "description": [describe_feature(c) for c in values.columns],
-            "cause_family": [cause_family_of(c) for c in values.columns],
+            "cause_family": [cause_family_of(c, contrib.causes) for c in values.columns],
             "mean_abs_shap": values.abs().mean().to_numpy(),
             "mean_shap": values.mean().to_numpy(),
             "share_raising_risk": (values > 0).mean().to_numpy(),
@@ -234,16 +256,21 @@ def driver_table(contrib: Contributions, labels: pd.Series | None = None) -> pd.
 
 def cause_family_contributions(contrib: Contributions) -> pd.DataFrame:
     """Per-row SHAP summed over each cause family's features (SHAP values add up)."""
-    families = [cause_family_of(c) for c in contrib.values.columns]
+    families = [cause_family_of(c, contrib.causes) for c in contrib.values.columns]
     return contrib.values.T.groupby(families, sort=False).sum().T
 
 
-def cause_family_table(contrib: Contributions, drivers: pd.DataFrame) -> pd.DataFrame:
+def cause_family_table(
+    contrib: Contributions, drivers: pd.DataFrame, main_causes: pd.Series | None = None
+) -> pd.DataFrame:
     """Importance of each cause family (the causes the operators' playbooks name).
 
-    A family's contribution for a customer is the sum of its features' SHAP values; its
-    importance is the mean absolute value of that sum. Summing the features' own mean |SHAP|
-    instead would inflate families with many correlated features whose effects cancel.
+    Two measures that do not grow with the number of features in a family:
+    - `share_of_top_reasons`: the share of customers whose main cause (first reason) is the
+      family; the order of the table when `main_causes` is given.
+    - `mean_abs_shap`: the mean absolute value of the family's summed contribution per customer.
+      Summing the features' own mean |SHAP| instead would reward families with many correlated
+      features whose effects cancel.
     """
     by_family = cause_family_contributions(contrib)
     grouped = drivers.groupby("cause_family", sort=False).agg(
@@ -251,10 +278,25 @@ def cause_family_table(contrib: Contributions, drivers: pd.DataFrame) -> pd.Data
     )
     grouped["mean_abs_shap"] = by_family.abs().mean().reindex(grouped.index)
     grouped["share_of_total"] = grouped["mean_abs_shap"] / grouped["mean_abs_shap"].sum()
-    grouped = grouped.sort_values("mean_abs_shap", ascending=False).reset_index()
+    order = ["mean_abs_shap"]
+    if main_causes is not None:
+        shares = main_causes.value_counts(normalize=False) / max(len(main_causes), 1)
+        grouped["share_of_top_reasons"] = shares.reindex(grouped.index).fillna(0.0)
+        order = ["share_of_top_reasons", "mean_abs_shap"]
+    else:
+        grouped["share_of_top_reasons"] = np.nan
+    grouped = grouped.sort_values(order, ascending=False).reset_index()
     grouped.insert(1, "cause", [cause_label(f) for f in grouped["cause_family"]])
     return grouped[
-        ["cause_family", "cause", "mean_abs_shap", "share_of_total", "features", "top_feature"]
+        [
+            "cause_family",
+            "cause",
+            "share_of_top_reasons",
+            "mean_abs_shap",
+            "share_of_total",
+            "features",
+            "top_feature",
+        ]
     ]
 
 
@@ -262,13 +304,17 @@ MIN_GROUP_SHARE = 0.01  # a finding speaks of at least 1 % of the base ...
 MIN_GROUP_ROWS = 30  # ... and of at least this many customers
 MIN_RATIO = 1.2  # below this, the group does not churn notably more often than the rest
 THRESHOLD_QUANTILES = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
+BAND_EDGES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def _candidate_groups(feature: pd.Series, shap: pd.Series) -> Iterator[tuple[np.ndarray, str]]:
-    """Groups of rows where a feature raises risk, as (mask, plain-words condition).
+def _candidate_groups(
+    feature: pd.Series, shap: pd.Series, unit: str = "number"
+) -> Iterator[tuple[np.ndarray, str]]:
+    """Groups of rows where a feature raises risk, as (mask, condition).
 
     Categorical features: the levels whose mean SHAP is positive. Numeric features: the tail
-    (high or low, by the sign of the SHAP trend) beyond each of a few quantile thresholds.
+    (high or low, by the sign of the SHAP trend) beyond each of a few quantile thresholds,
+    rounded in the feature's unit first (whole %, days, months) so the words match the group.
     """
     if isinstance(feature.dtype, pd.CategoricalDtype) or feature.dtype == object:
         text = feature.astype(str).where(feature.notna(), "missing")
@@ -280,28 +326,131 @@ def _candidate_groups(feature: pd.Series, shap: pd.Series) -> Iterator[tuple[np.
         return
     numeric = pd.to_numeric(feature, errors="coerce")
     valid = numeric.notna().to_numpy()
+    if (~valid).any() and shap[~valid].mean() > 0:
+        yield ~valid, "is missing"  # e.g. no commitment at all
     if valid.sum() < MIN_GROUP_ROWS or numeric[valid].nunique() < 2:
         return
+    # Bands between deciles: a feature may raise risk in the middle (a contract ending soon).
+    edges = sorted({round_threshold(float(q), unit) for q in numeric[valid].quantile(BAND_EDGES)})
+    for low, high in itertools.pairwise(edges):
+        band = ((numeric >= low) & (numeric < high)).fillna(False).to_numpy(dtype=bool)
+        if band.any() and shap[band].mean() > 0:
+            yield band, f"between {low} {high}"
     correlation = np.corrcoef(numeric[valid], shap[valid])[0, 1]
     if not np.isfinite(correlation) or correlation == 0:
         return
+    seen: set[float] = set()
     for q in THRESHOLD_QUANTILES:
         if correlation > 0:
-            threshold = float(numeric[valid].quantile(q))
-            yield (numeric >= threshold).fillna(False).to_numpy(dtype=bool), f">= {threshold}"
+            threshold = round_threshold(float(numeric[valid].quantile(q)), unit)
+            if threshold not in seen:
+                seen.add(threshold)
+                yield (numeric >= threshold).fillna(False).to_numpy(dtype=bool), f">= {threshold}"
         else:
-            threshold = float(numeric[valid].quantile(1 - q))
-            yield (numeric <= threshold).fillna(False).to_numpy(dtype=bool), f"<= {threshold}"
+            threshold = round_threshold(float(numeric[valid].quantile(1 - q)), unit)
+            if threshold not in seen:
+                seen.add(threshold)
+                yield (numeric <= threshold).fillna(False).to_numpy(dtype=bool), f"<= {threshold}"
 
 
-def _condition_words(feature: str, condition: str) -> str:
-    """`>= 2` on port_out_queries_30d -> "with port out queries 30d ≥ 2"."""
-    operator, _, value = condition.partition(" ")
-    name = feature.replace("_", " ")
+def round_threshold(value: float, unit: str) -> float:
+    """A threshold a person can read: whole %, whole days (months past 60 days), 2 digits."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    if unit in ("share", "points", "trend"):
+        return round(value, 2)
+    if unit in ("days", "days_until"):
+        if abs(value) < 60:
+            return float(round(value))
+        return round(value / (365.25 / 12)) * (365.25 / 12)
+    magnitude = math.floor(math.log10(abs(value)))
+    if unit == "count" and abs(value) >= 1:  # whole numbers, 2 significant digits
+        return float(round(value, -max(magnitude - 1, 0)))
+    return float(round(value, 1 - magnitude))
+
+
+def feature_label(feature: str) -> str:
+    """A short name for a feature: its description's first clause ("outgoing voice minutes in
+    the last 30 days"), or a snapshot column's own name."""
+    spec = _spec(feature)
+    if spec is None:
+        return feature.replace("_", " ")
+    text = spec.description.split(". ")[0].rstrip(".")
+    text = re.sub(r"\s*\([^)]*\)", "", text).split(": ")[0].strip()
+    if text[1:2].isupper():  # an acronym: "SMS sent ..."
+        return text
+    return text[:1].lower() + text[1:]
+
+
+def value_words(value: float, unit: str, currency: str = "") -> str:
+    """A number in its unit, rounded for people: 9 %, EUR 43.20, 3 months, +12 points."""
+    if unit == "share":
+        return f"{value * 100:.0f} %"
+    if unit == "points":
+        return f"{value * 100:+.0f} points"
+    if unit == "trend":
+        return trend_words(value) or "unchanged"
+    if unit == "money":
+        return format_money(value, currency, 2 if abs(value) < 100 else 0)
+    if unit in ("days", "days_until"):
+        return humanize_days(value)
+    return _format_number(value)
+
+
+def _condition_words(feature: str, condition: str, currency: str = "") -> str:
+    """`>= 0.09` on dropped_call_rate_30d -> "with share of voice calls dropped ... ≥ 9 %"."""
+    operator, _, raw = condition.partition(" ")
+    spec = _spec(feature)
+    label = feature_label(feature)
+    if condition == "is missing":
+        null_words = spec.null_reason if spec else None
+        # A missing share or "days since" means nothing to measure, not a zero: say so.
+        if null_words:
+            return f"with {null_words}"
+        return f"whose {label} is undefined (nothing to measure)"
+    if operator == "between":
+        low, high = (float(v) for v in raw.split())
+        unit = spec.unit if spec else "number"
+        if unit == "days_until":
+            if low == 0:
+                return f"whose contract ends within {humanize_days(high)}"
+            if low > 0:
+                return f"whose contract ends in {humanize_days(low)} to {humanize_days(high)}"
+            if high <= 0:
+                return f"whose contract ended {humanize_days(high)} to {humanize_days(low)} ago"
+            return (
+                f"whose contract ended up to {humanize_days(low)} ago or ends within "
+                f"{humanize_days(high)}"
+            )
+        return (
+            f"with {label} from {value_words(low, unit, currency)} to under "
+            f"{value_words(high, unit, currency)}"
+        )
     if operator == "is":
-        return f"whose {name} {condition}"
+        labels = dict(spec.labels) if spec else {}
+        levels = [labels.get(level, level.replace("_", " ")) for level in raw.split(" or ")]
+        return f"whose {label} is {' or '.join(levels)}"
+    value = float(raw)
+    unit = spec.unit if spec else "number"
+    if unit == "days_until":
+        span = humanize_days(value)
+        if operator == "<=":
+            if value < 0:
+                return f"whose contract ended {span} ago or earlier"
+            return f"whose contract ends within {span} or has ended"
+        if value < 0:
+            return f"whose contract ended less than {span} ago or is still running"
+        return f"whose contract ends in {span} or later"
+    if unit == "trend" and trend_words(value) and (value < 0) == (operator == "<="):
+        core = label.removeprefix("change of ").removeprefix("the ")
+        when = " (last 30 days vs the 2 months before)" if "30d_vs_prev60d" in feature else ""
+        return f"with {core} {trend_words(value)} or more{when}"
+    if operator == "<=" and value == 0 and unit in ("count", "money", "share", "number"):
+        return f"with no {label.removeprefix('number of ')}"
+    if operator == ">=" and unit == "share" and value >= 1:
+        return f"with {label} at 100 %"
     symbol = "≥" if operator == ">=" else "≤"
-    return f"with {name} {symbol} {_format_number(float(value))}"
+    return f"with {label} {symbol} {value_words(value, unit, currency)}"
 
 
 def _format_number(value: float) -> str:
@@ -311,22 +460,28 @@ def _format_number(value: float) -> str:
 
 
 def driver_findings(
-    contrib: Contributions, labels: pd.Series, drivers: pd.DataFrame, top_n: int
+    contrib: Contributions,
+    labels: pd.Series,
+    drivers: pd.DataFrame,
+    top_n: int,
+    currency: str = "",
 ) -> pd.DataFrame:
     """One plain-language finding per top driver, computed from the data.
 
     For each driver, the group of customers where it raises risk (by its SHAP values) that
     churns most often relative to the rest is found; the finding gives that ratio, both churn
-    rates and the group's share of the base. Drivers with no such group of notable size and
-    lift get no finding.
+    rates and the group's share of the base, with the threshold rounded and in the feature's
+    unit. A driver with no such group of notable size and lift still gets a line: which way it
+    pushes and for how many customers it raises risk.
     """
     rows = []
     y = labels.to_numpy()
     minimum = max(MIN_GROUP_ROWS, int(MIN_GROUP_SHARE * len(y)))
     for feature in drivers["feature"].head(top_n):
         best = None
+        spec = _spec(feature)
         for mask, condition in _candidate_groups(
-            contrib.features[feature], contrib.values[feature]
+            contrib.features[feature], contrib.values[feature], spec.unit if spec else "number"
         ):
             inside, outside = y[mask], y[~mask]
             if len(inside) < minimum or len(outside) < minimum or outside.mean() == 0:
@@ -337,20 +492,21 @@ def driver_findings(
             if ratio >= MIN_RATIO and (best is None or ratio > best[0]):
                 best = (ratio, mask, condition, inside.mean(), outside.mean())
         if best is None:
+            rows.append(_direction_finding(contrib, feature))
             continue
         ratio, mask, condition, rate_in, rate_out = best
         rows.append(
             {
                 "feature": feature,
-                "cause_family": cause_family_of(feature),
+                "cause_family": cause_family_of(feature, contrib.causes),
                 "condition": f"{feature} {condition}",
                 "churn_rate_inside": rate_in,
                 "churn_rate_outside": rate_out,
                 "ratio": ratio,
                 "share_of_base": mask.mean(),
                 "finding": (
-                    f"Customers {_condition_words(feature, condition)} churn {ratio:.1f}x as "
-                    f"often as the rest ({rate_in:.1%} vs {rate_out:.1%}); "
+                    f"Customers {_condition_words(feature, condition, currency)} churn "
+                    f"{ratio:.1f}x as often as the rest ({rate_in:.1%} vs {rate_out:.1%}); "
                     f"{mask.mean():.1%} of the base."
                 ),
             }
@@ -368,56 +524,64 @@ def driver_findings(
     return pd.DataFrame(rows, columns=columns)
 
 
-def _reason_text(feature: str, value) -> str | None:
+def _direction_finding(contrib: Contributions, feature: str) -> dict:
+    """The line for a top driver with no group that churns notably more: which way it acts."""
+    shap = contrib.values[feature]
+    raising = float((shap > 0).mean())
+    values = pd.to_numeric(contrib.features[feature], errors="coerce")
+    valid = values.notna() & shap.notna()
+    direction = ""
+    if valid.sum() > 2 and values[valid].nunique() > 1:
+        correlation = np.corrcoef(values[valid], shap[valid])[0, 1]
+        if np.isfinite(correlation) and abs(correlation) >= 0.1:
+            direction = "higher values raise it" if correlation > 0 else "lower values raise it"
+    label = feature_label(feature)
+    how = f"; {direction}" if direction else ""
+    return {
+        "feature": feature,
+        "cause_family": cause_family_of(feature, contrib.causes),
+        "condition": "",
+        "churn_rate_inside": np.nan,
+        "churn_rate_outside": np.nan,
+        "ratio": np.nan,
+        "share_of_base": raising,
+        "finding": (
+            f"{label[:1].upper() + label[1:]} raises the churn risk of {raising:.0%} of "
+            f"customers{how}; no group of at least {MIN_GROUP_SHARE:.0%} of the base churns "
+            f"{MIN_RATIO}x as often as the rest by it alone."
+        ),
+    }
+
+
+def _reason_text(feature: str, value, currency: str = "") -> str | None:
+    """A registered feature's reason in words; a snapshot column as "column: value"."""
     spec = _spec(feature)
-    if spec is None:
-        return f"{feature.replace('_', ' ')}: {value}"
-    if spec.reason is None:
+    if spec is not None:
+        return spec.reason_text(value, currency)
+    if value is None or pd.isna(value):
         return None
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    number = _is_number(value)
-    try:
-        return spec.reason.format(
-            value=value,
-            pct=value * 100 if number else value,
-            trend=_trend_words(value) if number else value,
-        )
-    except (ValueError, TypeError, KeyError):
-        return f"{spec.description}: {value}"
-
-
-def _trend_words(ratio: float) -> str:
-    """A symmetric change r = (recent - before) / (recent + before) in plain words.
-
-    recent / before = (1 + r) / (1 - r), so the relative change is 2r / (1 - r):
-    r = -0.55 reads "down 71 %", r = 1 (nothing before) reads "new".
-    """
-    if ratio >= 1:
-        return "new (none before)"
-    if ratio <= -1:
-        return "stopped (down 100 %)"
-    change = 2 * ratio / (1 - ratio) * 100
-    if abs(change) < 0.5:
-        return "unchanged"
-    return f"{'up' if change > 0 else 'down'} {abs(change):.0f} %"
+    if _is_number(value):
+        value = _format_number(float(value))
+    return f"{feature.replace('_', ' ')}: {value}"
 
 
 def _is_number(value) -> bool:
     return isinstance(value, int | float | np.integer | np.floating)
 
 
-def customer_reasons(contrib: Contributions, top_n: int = 3) -> pd.DataFrame:
+def customer_reasons(contrib: Contributions, top_n: int = 3, currency: str = "") -> pd.DataFrame:
     """Each customer's top churn-raising drivers as plain text, plus the main cause family.
 
-    Only features that raise the customer's risk (positive SHAP) and have a reason text are
-    cited; a customer with fewer such drivers gets empty trailing reasons.
+    Only features that raise the customer's risk (positive SHAP) and whose value is a fact worth
+    citing are used (a zero count of complaints, a "ended -3 days" are skipped, and the next
+    driver takes the slot); a customer with fewer such drivers gets empty trailing reasons.
     """
     values = contrib.values.to_numpy()
     columns = list(contrib.values.columns)
     citable = np.array([_spec(c) is None or _spec(c).reason is not None for c in columns])
     masked = np.where((values > 0) & citable, values, -np.inf)
-    depth = min(top_n + 3, masked.shape[1])
+    # Some candidates are skipped (non-events), so look further down than top_n.
+    depth = min(top_n + 6, masked.shape[1])
     order = np.argsort(-masked, axis=1, kind="stable")[:, :depth]
     raising = np.isfinite(np.take_along_axis(masked, order, axis=1))
     # Only the candidate cells become Python objects: a whole 1M x 100 frame would not fit.
@@ -434,11 +598,11 @@ def customer_reasons(contrib: Contributions, top_n: int = 3) -> pd.DataFrame:
             if not raising[i, slot] or filled == top_n:
                 break
             feature = columns[order[i, slot]]
-            text = _reason_text(feature, candidate_values[i, slot])
+            text = _reason_text(feature, candidate_values[i, slot], currency)
             if text is None:
                 continue
             if filled == 0:
-                main_family[i] = cause_family_of(feature)
+                main_family[i] = cause_family_of(feature, contrib.causes)
             reasons[i][filled] = text
             filled += 1
     out = pd.DataFrame(
@@ -449,10 +613,19 @@ def customer_reasons(contrib: Contributions, top_n: int = 3) -> pd.DataFrame:
 
 
 def segment_drivers(
-    contrib: Contributions, labels: pd.Series, segments: pd.DataFrame, top_n: int = 3
+    contrib: Contributions,
+    labels: pd.Series,
+    segments: pd.DataFrame,
+    top_n: int = 3,
+    main_causes: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Per segment value: size, churn rate, and the drivers that dominate inside it."""
+    """Per segment value: size, churn rate, its most common main cause and top drivers.
+
+    The top cause is the one most customers of the segment have as their first reason (when
+    `main_causes` is given), so a family with many features does not win by summing.
+    """
     rows = []
+    causes = main_causes.to_numpy() if main_causes is not None else None
     y = labels.to_numpy()
     abs_values = contrib.values.abs()
     family_abs = cause_family_contributions(contrib).abs()
@@ -462,6 +635,11 @@ def segment_drivers(
             mask = keys == value
             ranked = abs_values[mask].mean().sort_values(ascending=False)
             families = family_abs[mask].mean().sort_values(ascending=False)
+            top_cause, top_share = families.index[0], np.nan
+            if causes is not None:
+                counts = pd.Series(causes[mask]).dropna().value_counts()
+                if len(counts):
+                    top_cause, top_share = counts.index[0], counts.iloc[0] / mask.sum()
             rows.append(
                 {
                     "segment": column,
@@ -469,7 +647,8 @@ def segment_drivers(
                     "rows": int(mask.sum()),
                     "share_of_base": mask.mean(),
                     "churn_rate": y[mask].mean(),
-                    "top_cause": cause_label(families.index[0]),
+                    "top_cause": cause_label(top_cause),
+                    "top_cause_share": top_share,
                     "top_drivers": ", ".join(ranked.index[:top_n]),
                 }
             )

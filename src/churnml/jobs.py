@@ -44,6 +44,7 @@ from churnml.simulate.truth import truth_path, window_probability
 from churnml.snapshot import (
     SnapshotData,
     cross_validate,
+    guess_column_causes,
     read_snapshot,
     split_snapshot,
     summarize_cv,
@@ -109,7 +110,12 @@ def _attach_scoring_context(model: ChurnModel, test: pd.DataFrame, cfg: TrainCon
         "label": asdict(cfg.label),
         "min_tenure_days": cfg.sampling.min_tenure_days,
         "data_kind": cfg.data.kind,
+        "currency": cfg.data.currency,  # the served model's reasons name it
     }
+    if cfg.data.kind == "snapshot":  # reasons and reports speak in causes, not "other"
+        model.settings["column_causes"] = guess_column_causes(
+            model.feature_names, cfg.data.column_causes, cfg.data.guess_causes
+        )
     reference = test.sample(n=min(len(test), REFERENCE_ROWS), random_state=cfg.seed)
     model.reference = (
         reference[model.feature_names]
@@ -273,10 +279,21 @@ def _explain_and_report(
     contrib = explain.contributions(model, rows, cfg.explain.attribution)
     labels = rows["label"]
     drivers = explain.driver_table(contrib, labels)
-    families = explain.cause_family_table(contrib, drivers)
-    findings = explain.driver_findings(contrib, labels, drivers, cfg.explain.top_drivers)
+    currency = cfg.explain.currency
+    main_causes = explain.customer_reasons(contrib, currency=currency)["main_cause"]
+    families = explain.cause_family_table(contrib, drivers, main_causes)
+    findings = explain.driver_findings(
+        contrib, labels, drivers, cfg.explain.top_drivers, currency=currency
+    )
     segment_columns = [c for c in (*cfg.evaluation.segment_columns, "region") if c in rows]
-    segments = explain.segment_drivers(contrib, labels, rows[segment_columns])
+    segments = explain.segment_drivers(
+        contrib, labels, rows[segment_columns], main_causes=main_causes
+    )
+    plan = scoring.retention_plan(
+        scoring.sample_plan_frame(model, rows, main_causes, cfg.scoring, cfg.evaluation),
+        cfg.evaluation.contact_capacity,
+        scale=len(test) / max(len(rows), 1),
+    )
     change = None
     if champion_run_id is not None:
         champion_families = tracking.load_run_table(champion_run_id, "drivers/families.parquet")
@@ -301,9 +318,19 @@ def _explain_and_report(
             segments=segments,
             change=change,
             figures=figures,
+            plan=plan,
+            currency=currency,
+            horizon_days=cfg.label.horizon_days,
+            contact_capacity=cfg.evaluation.contact_capacity,
         )
     )
-    tables = {"drivers": drivers, "families": families, "findings": findings, "segments": segments}
+    tables = {
+        "drivers": drivers,
+        "families": families,
+        "findings": findings,
+        "segments": segments,
+        "plan": plan,
+    }
     if change is not None:
         tables["change"] = change
     return page, tables
@@ -775,7 +802,9 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
             cfg.evaluation,
         )
         check_scores(scores, expected_ids=spine["customer_id"])
-        contacts = scoring.contact_list(scores, cfg.scoring.contact_list_size)
+        contacts = scoring.contact_list(
+            scores, cfg.scoring.contact_list_size, currency=cfg.scoring.currency
+        )
         monitoring = scoring.monitor_population(
             model, features, scores["churn_probability"].to_numpy(), cfg.scoring
         )

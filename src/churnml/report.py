@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import shap
 
-from churnml.explain import Contributions, cause_label, describe_feature
+from churnml.explain import Contributions, cause_label, describe_feature, feature_label
 
 
 @dataclass
@@ -35,22 +35,32 @@ class ReportInputs:
     segments: pd.DataFrame
     change: pd.DataFrame | None = None
     figures: dict[str, plt.Figure] = field(default_factory=dict)
+    # Per main cause: customers, revenue at risk, actions, calls (scoring.retention_plan).
+    plan: pd.DataFrame | None = None
+    currency: str = ""
+    horizon_days: int | None = None
+    contact_capacity: float | None = None
 
 
 def plot_driver_bar(drivers: pd.DataFrame, top_n: int) -> plt.Figure:
     top = drivers.head(top_n).iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(top) + 1.2))
-    ax.barh(top["feature"], top["mean_abs_shap"], color="#3b6ea8")
-    ax.set(xlabel="mean |SHAP| (log-odds)", title="Top loss drivers")
+    ax.barh([feature_label(f)[:60] for f in top["feature"]], top["mean_abs_shap"], color="#3b6ea8")
+    ax.set(xlabel="mean |SHAP| (log-odds): how much it moves scores", title="Top loss drivers")
     fig.tight_layout()
     return fig
 
 
 def plot_family_bar(families: pd.DataFrame) -> plt.Figure:
+    """Causes by the share of customers whose first reason they are (else by mean |SHAP|)."""
     data = families.iloc[::-1]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(data) + 1.2))
-    ax.barh(data["cause"], data["share_of_total"] * 100, color="#c0504d")
-    ax.set(xlabel="share of total mean |SHAP| (%)", title="Loss drivers by cause")
+    if "share_of_top_reasons" in data and data["share_of_top_reasons"].notna().any():
+        ax.barh(data["cause"], data["share_of_top_reasons"] * 100, color="#c0504d")
+        ax.set(xlabel="customers whose first reason is this cause (%)", title="Main causes")
+    else:
+        ax.barh(data["cause"], data["share_of_total"] * 100, color="#c0504d")
+        ax.set(xlabel="share of the causes' mean |summed SHAP| (%)", title="Loss drivers by cause")
     fig.tight_layout()
     return fig
 
@@ -117,7 +127,81 @@ background:#f6f8fa;padding:1rem;border-radius:6px}
 table.table{border-collapse:collapse;font-size:.88rem;margin:.6rem 0}
 table.table th,table.table td{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:left}
 ul.findings li{margin:.35rem 0}img{max-width:100%}.plots{display:flex;flex-wrap:wrap;gap:1rem}
+.primer{background:#fffbe6;border-left:4px solid #e0b000;padding:.6rem 1rem;font-size:.92rem}
 """
+
+
+def _primer(currency: str, horizon_days: int | None) -> str:
+    """How to read contributions, in five sentences (for analysts new to SHAP)."""
+    horizon = f"within {horizon_days} days" if horizon_days else "within the label horizon"
+    money = f" Money is in {html.escape(currency)}." if currency else ""
+    return (
+        '<div class="primer"><b>How to read this report.</b> The model gives each customer a '
+        f"churn probability: the chance of leaving {horizon} (calibrated: of 100 customers at "
+        "0.30, about 30 leave). SHAP splits each customer's score into one contribution per "
+        "feature, in log-odds (the model's own scale, where contributions add up): positive "
+        "raises that customer's risk, negative lowers it. <i>Mean |SHAP|</i> is how much a "
+        "feature moves scores on average, either way; it ranks features, it is not a "
+        "probability. A customer's <i>main cause</i> is the cause family of their first "
+        "reason (their largest risk-raising contribution that is a fact worth telling); causes "
+        "are compared by the share of customers whose main cause they are, which does not grow "
+        "with the number of features a cause has. Contributions describe what the model "
+        "learned, not proven causes: each finding gives the churn rates actually seen in the "
+        f"test data.{money}</div>"
+    )
+
+
+def _plan_section(inputs: ReportInputs) -> str:
+    """What to do: per main cause, who is at risk, what it is worth, the action and the calls."""
+    plan = inputs.plan
+    if plan is None or plan.empty:
+        return "<p>No playbook given: run with a scoring config to see actions per cause.</p>"
+    currency = inputs.currency
+    capacity = ""
+    if inputs.contact_capacity is not None:
+        calls = inputs.contact_capacity * plan["customers"].sum()
+        capacity = (
+            f" The contact capacity is {inputs.contact_capacity:.0%} of the base: about "
+            f"{calls:,.0f} calls; the share of it each cause would take is given per cause."
+        )
+    lines = []
+    for row in plan.itertuples():
+        if row.cause_family == "none":
+            continue
+        lines.append(
+            f"<li><b>{html.escape(row.cause)}</b>: {row.customers:,.0f} customers "
+            f"({row.share_of_base:.1%}) have it as their main cause; about "
+            f"{row.expected_churners:,.0f} of them "
+            f"{'is' if round(row.expected_churners) == 1 else 'are'} expected to leave, "
+            f"{html.escape(currency)} {row.revenue_at_risk:,.0f} of revenue at risk. "
+            f"Do: {html.escape(row.actions or 'nothing in the playbook')}. "
+            f"Calls worth making: {row.calls_worth_making:,.0f} "
+            f"({row.share_of_capacity:.0%} of the contact capacity).</li>"
+        )
+    shown = plan.drop(columns=["cause_family"]).rename(
+        columns={
+            "revenue_at_risk": f"revenue_at_risk ({currency})" if currency else "revenue_at_risk"
+        }
+    )
+    money = f"revenue_at_risk ({currency})" if currency else "revenue_at_risk"
+    return (
+        "<p>Per main cause, for the test cutoff (sample scaled to all its customers): how many "
+        "customers, how many are expected to churn (sum of probabilities), the revenue at risk "
+        "over the horizon (probability x monthly revenue x months), the playbook's actions "
+        f"(customers each), and the calls with a positive expected profit.{capacity}</p>"
+        f'<ul class="findings">{"".join(lines)}</ul>'
+        + _table(
+            shown,
+            {
+                "customers": "{:,.0f}",
+                "share_of_base": "{:.1%}",
+                "expected_churners": "{:,.0f}",
+                money: "{:,.0f}",
+                "calls_worth_making": "{:,.0f}",
+                "share_of_capacity": "{:.0%}",
+            },
+        )
+    )
 
 
 def render_report(inputs: ReportInputs) -> str:
@@ -147,35 +231,57 @@ def render_report(inputs: ReportInputs) -> str:
         if inputs.change is not None and not inputs.change.empty
         else "<p>No champion report to compare with (this is the first model).</p>"
     )
+    families = inputs.families.copy()
     sections = [
         f"<h1>{html.escape(inputs.title)}</h1>",
         f'<div class="card">{card}</div>',
+        _primer(inputs.currency, inputs.horizon_days),
         "<h2>What drives customers away</h2>",
+        "<p>One line per top driver: the group where it raises risk that churns most often "
+        "compared with the rest, with thresholds rounded and in the feature's unit.</p>",
         f'<ul class="findings">{findings}</ul>',
+        "<h2>What to do</h2>",
+        _plan_section(inputs),
         "<h2>Drivers by cause</h2>",
+        "<p><i>share of top reasons</i>: customers whose first reason belongs to the cause. "
+        "<i>mean |SHAP|</i>: the mean size of the cause's summed contribution per customer "
+        "(log-odds). Neither grows with the number of features in a cause.</p>",
         figures.get("families", ""),
-        _table(inputs.families, {"mean_abs_shap": "{:.4f}", "share_of_total": "{:.1%}"}),
+        _table(
+            families.drop(columns=["cause_family"]),
+            {
+                "share_of_top_reasons": "{:.1%}",
+                "mean_abs_shap": "{:.3f}",
+                "share_of_total": "{:.1%}",
+            },
+        ),
         "<h2>Top drivers</h2>",
         f'<div class="plots">{figures.get("bar", "")}{figures.get("beeswarm", "")}</div>',
         _table(
-            inputs.drivers.head(25)[
+            inputs.drivers.head(25).assign(
+                cause=[cause_label(f) for f in inputs.drivers.head(25)["cause_family"]]
+            )[
                 [
                     "rank",
                     "feature",
                     "description",
-                    "cause_family",
+                    "cause",
                     "mean_abs_shap",
                     "share_raising_risk",
                 ]
             ],
-            {"mean_abs_shap": "{:.4f}", "share_raising_risk": "{:.0%}"},
+            {"mean_abs_shap": "{:.3f}", "share_raising_risk": "{:.0%}"},
         ),
         "<h2>How the top drivers act</h2>",
         f'<div class="plots">{dependence}</div>',
         "<h2>Segments</h2>",
-        "<p>Per segment: its size and churn rate in the test cutoff, and the drivers with the "
-        "largest mean |SHAP| inside it.</p>",
-        _table(inputs.segments, {"churn_rate": "{:.2%}", "share_of_base": "{:.1%}"}),
+        "<p>Per segment: its size and churn rate in the test cutoff, its most common main cause "
+        "(and the share of its customers who have it), and the drivers with the largest mean "
+        "|SHAP| inside it.</p>",
+        _table(
+            inputs.segments,
+            {"churn_rate": "{:.1%}", "share_of_base": "{:.1%}", "top_cause_share": "{:.0%}"},
+        ),
         "<h2>Change since the champion</h2>",
         change,
         "<h2>Model quality</h2>",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +20,10 @@ import pandas as pd
 
 from churnml.config import ActionRule, Attribution, EvaluationConfig, ScoringConfig
 from churnml.contract import SCORE_COLUMNS
-from churnml.explain import contributions, customer_reasons, shap_contributions
+from churnml.explain import cause_label, contributions, customer_reasons, shap_contributions
 from churnml.features import FeatureParams
 from churnml.features.account import value_tier_sql
+from churnml.features.reasons import reason_problems
 from churnml.io import output_lock
 from churnml.model import ChurnModel
 
@@ -34,17 +37,40 @@ EXTRA_COLUMNS = (
     "monthly_revenue",
     "expected_profit",
     "priority_rank",
+    "script",
+)
+NO_ACTION = "no action"
+# What the contact list shows, in order (a list for people: rounded, causes in words).
+CONTACT_COLUMNS = (
+    "priority",
+    "customer_id",
+    "churn_probability",
+    "risk_band",
+    "value_tier",
+    "monthly_revenue",
+    "revenue_at_risk",
+    "expected_profit",
+    "currency",
+    "main_cause",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "action",
+    "script",
 )
 PSI_BINS = 10
 
 
 def risk_bands(probability: np.ndarray) -> np.ndarray:
-    """Decile bands of the score distribution: "D01" is the riskiest 10 %, "D10" the safest."""
+    """Decile bands of the score distribution: "R01" is the riskiest 10 %, "R10" the safest.
+
+    "R" for risk, so a band never reads like a value tier (A-D).
+    """
     order = np.argsort(-probability, kind="stable")
     ranks = np.empty(len(probability), dtype=np.int64)
     ranks[order] = np.arange(len(probability))
     decile = np.minimum(ranks * 10 // max(len(probability), 1), 9) + 1
-    return np.array([f"D{d:02d}" for d in decile])
+    return np.array([f"R{d:02d}" for d in decile])
 
 
 def value_tiers(
@@ -70,14 +96,62 @@ def value_tiers(
     return np.asarray(tiers, dtype=object)
 
 
-def choose_actions(
-    main_cause: pd.Series, tier: pd.Series, rules: list[ActionRule], default_action: str
-) -> pd.Series:
-    """The retention playbook per customer: the first rule matching (cause, tier) wins.
+_COMPARISONS = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_CONDITION = re.compile(r"^\s*(.+?)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
+_NULL_TEST = re.compile(r"^\s*(.+?)\s+is\s+(not\s+)?null\s*$")
 
-    A rule's `cause` or `tiers` left empty matches any value.
+
+def condition_mask(condition: str, features: pd.DataFrame | None, index: pd.Index) -> pd.Series:
+    """Rows where one playbook condition holds ("days_to_commitment_end < 0", "x is null").
+
+    A feature the data do not have makes the condition false for every row (the rule is then
+    skipped, never guessed); a comparison with a missing value is false.
+    """
+    null_test = _NULL_TEST.match(condition)
+    match = None if null_test else _CONDITION.match(condition)
+    if null_test is None and match is None:
+        raise ValueError(
+            f"playbook condition {condition!r}: write 'feature < number', 'feature == text' "
+            "or 'feature is null' / 'is not null'"
+        )
+    column = (null_test or match).group(1).strip("`")
+    if features is None or column not in features:
+        return pd.Series(False, index=index)
+    values = features[column].reset_index(drop=True).set_axis(index)
+    if null_test:
+        return values.notna() if null_test.group(2) else values.isna()
+    op, raw = match.group(2), match.group(3).strip().strip("'\"")
+    try:
+        target: float | str = float(raw)
+        numeric = pd.to_numeric(values, errors="coerce")
+        return _COMPARISONS[op](numeric, target).fillna(False).astype(bool)
+    except ValueError:
+        text = values.astype("string")
+        return _COMPARISONS[op](text, raw).fillna(False).astype(bool)
+
+
+def apply_playbook(
+    main_cause: pd.Series,
+    tier: pd.Series,
+    rules: list[ActionRule],
+    default_action: str,
+    default_script: str = "",
+    features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The retention playbook per customer: the first rule matching cause, tier and facts wins.
+
+    A rule's `cause`, `tiers` or `when` left empty matches any value. Returns `action` and
+    `script` (the agent's line) per customer.
     """
     action = pd.Series(default_action, index=main_cause.index, dtype=object)
+    script = pd.Series(default_script, index=main_cause.index, dtype=object)
     decided = pd.Series(False, index=main_cause.index)
     for rule in rules:
         match = ~decided
@@ -85,9 +159,23 @@ def choose_actions(
             match &= main_cause == rule.cause
         if rule.tiers:
             match &= tier.isin(rule.tiers)
+        for condition in rule.when:
+            match &= condition_mask(condition, features, main_cause.index)
         action[match] = rule.action
+        script[match] = rule.script
         decided |= match
-    return action
+    return pd.DataFrame({"action": action, "script": script})
+
+
+def choose_actions(
+    main_cause: pd.Series,
+    tier: pd.Series,
+    rules: list[ActionRule],
+    default_action: str,
+    features: pd.DataFrame | None = None,
+) -> pd.Series:
+    """The action alone (see `apply_playbook`)."""
+    return apply_playbook(main_cause, tier, rules, default_action, "", features)["action"]
 
 
 def score_frame(
@@ -125,7 +213,10 @@ def score_frame(
     )
     customer_id = features["customer_id"].astype(str).to_numpy()
     started = time.perf_counter()
-    reasons = customer_reasons(contributions(model, features, settings.attribution), top_n=3)
+    currency = settings.currency
+    reasons = customer_reasons(
+        contributions(model, features, settings.attribution), top_n=3, currency=currency
+    )
     approximate = settings.attribution == Attribution.path and model.kind == "lightgbm"
     reasons["reason_method"] = "path" if approximate else "shap"
     log.info(
@@ -139,7 +230,9 @@ def score_frame(
         top = _top_of_call_lists(
             customer_id, probability, revenue_at_risk, expected_profit, settings.exact_reasons_rows
         )
-        exact = customer_reasons(shap_contributions(model, features.iloc[top]), top_n=3)
+        exact = customer_reasons(
+            shap_contributions(model, features.iloc[top]), top_n=3, currency=currency
+        )
         exact["reason_method"] = "shap"
         reasons.iloc[top] = exact[reasons.columns].to_numpy()
         log.info(
@@ -147,6 +240,7 @@ def score_frame(
             len(top),
             time.perf_counter() - started,
         )
+    _log_reason_problems(reasons)
     main_cause = reasons["main_cause"].fillna("none").astype(str)
     frame = pd.DataFrame(
         {
@@ -168,16 +262,131 @@ def score_frame(
             "expected_profit": expected_profit,
         }
     )
-    frame["action"] = choose_actions(
-        frame["main_cause"], frame["value_tier"], settings.actions, settings.default_action
-    ).to_numpy()
-    frame = frame.sort_values(
-        ["revenue_at_risk", "churn_probability", "customer_id"],
-        ascending=[False, False, True],
-        kind="stable",
-    ).reset_index(drop=True)
-    frame["priority_rank"] = np.arange(1, len(frame) + 1)
-    return frame[[*SCORE_COLUMNS, *EXTRA_COLUMNS]]
+    playbook = apply_playbook(
+        frame["main_cause"],
+        frame["value_tier"],
+        settings.actions,
+        settings.default_action,
+        settings.default_script,
+        features,
+    )
+    frame["action"] = playbook["action"].to_numpy()
+    frame["script"] = playbook["script"].to_numpy()
+    return rank_by_priority(frame)[[*SCORE_COLUMNS, *EXTRA_COLUMNS]]
+
+
+def _log_reason_problems(reasons: pd.DataFrame) -> None:
+    """Warn when a reason breaks the house rules (a new feature's template, say): cheap, since
+    the texts repeat; the run goes on, as a clumsy reason is no reason to withhold scores."""
+    texts = pd.unique(reasons[["reason_1", "reason_2", "reason_3"]].to_numpy().ravel())
+    bad = {t: p for t in texts if isinstance(t, str) and (p := reason_problems(t))}
+    if bad:
+        examples = "; ".join(f"{t!r}: {', '.join(p)}" for t, p in list(bad.items())[:5])
+        log.warning("%d distinct reason texts break the wording rules, e.g. %s", len(bad), examples)
+
+
+def rank_by_priority(frame: pd.DataFrame) -> pd.DataFrame:
+    """The one order of the scores and the contact list: `priority_rank` 1 = call first.
+
+    Customers worth calling (an action, and a positive expected profit of the call) come first,
+    by expected profit; then everyone else, by expected profit too. So the contact list is the
+    first rows of this order and its `priority` is the same number.
+    """
+    callable_rows = (frame["action"] != NO_ACTION) & (frame["expected_profit"] > 0)
+    ranked = (
+        frame.assign(_callable=callable_rows)
+        .sort_values(
+            ["_callable", "expected_profit", "churn_probability", "customer_id"],
+            ascending=[False, False, False, True],
+            kind="stable",
+        )
+        .drop(columns="_callable")
+        .reset_index(drop=True)
+    )
+    ranked["priority_rank"] = np.arange(1, len(ranked) + 1)
+    return ranked
+
+
+def sample_plan_frame(
+    model: ChurnModel,
+    rows: pd.DataFrame,
+    main_cause: pd.Series,
+    settings: ScoringConfig,
+    decision: EvaluationConfig,
+) -> pd.DataFrame:
+    """What scoring would decide for a sample (the report's test rows): probability, money at
+    risk, expected profit of a call and the playbook's action, per customer, as in `score_frame`.
+    """
+    probability = model.predict_proba(rows)
+    if settings.revenue_feature in rows:
+        revenue = pd.to_numeric(rows[settings.revenue_feature], errors="coerce").to_numpy(float)
+    else:
+        revenue = np.full(len(rows), np.nan)
+    if "value_tier" in rows:
+        tier = rows["value_tier"].astype(str).to_numpy()
+    else:
+        cuts = FeatureParams(**model.settings.get("features", {})).value_tier_cuts
+        tier = value_tiers(revenue, rows["customer_id"].to_numpy(), cuts)
+    horizon_months = model.settings.get("label", {}).get("horizon_days", 60) / DAYS_PER_MONTH
+    kept = np.nan_to_num(revenue, nan=0.0)
+    cause = pd.Series(main_cause.fillna("none").astype(str).to_numpy(), index=rows.index)
+    playbook = apply_playbook(
+        cause,
+        pd.Series(tier, index=rows.index),
+        settings.actions,
+        settings.default_action,
+        settings.default_script,
+        rows,
+    )
+    return pd.DataFrame(
+        {
+            "main_cause": cause.to_numpy(),
+            "churn_probability": probability,
+            "revenue_at_risk": probability * kept * horizon_months,
+            "expected_profit": probability
+            * decision.save_rate
+            * (kept * decision.months_kept - decision.offer_cost)
+            - decision.contact_cost,
+            "action": playbook["action"].to_numpy(),
+            "weight": rows["weight"].to_numpy(float) if "weight" in rows else 1.0,
+        }
+    )
+
+
+def retention_plan(plan: pd.DataFrame, contact_capacity: float, scale: float = 1.0) -> pd.DataFrame:
+    """Per main cause: customers, expected churners, revenue at risk, the actions the playbook
+    gives them, and the calls worth making (action and positive expected profit) against the
+    contact capacity (a share of the base). `scale` turns a sample into the whole population;
+    rows carry their sampling weight.
+    """
+    frame = plan.assign(
+        _w=plan["weight"] * scale,
+        _callable=(plan["action"] != NO_ACTION) & (plan["expected_profit"] > 0),
+    )
+    population = frame["_w"].sum()
+    capacity = contact_capacity * population
+    rows = []
+    for cause, group in frame.groupby("main_cause", sort=False):
+        w = group["_w"]
+        actions = group.groupby("action")["_w"].sum().sort_values(ascending=False)
+        calls = float(w[group["_callable"]].sum())
+        rows.append(
+            {
+                "cause_family": cause,
+                "cause": cause_label(cause) if cause != "none" else "no risk-raising reason",
+                "customers": float(w.sum()),
+                "share_of_base": float(w.sum() / population) if population else np.nan,
+                "expected_churners": float((group["churn_probability"] * w).sum()),
+                "revenue_at_risk": float((group["revenue_at_risk"] * w).sum()),
+                "actions": ", ".join(f"{a} ({n:,.0f})" for a, n in actions.head(3).items()),
+                "calls_worth_making": calls,
+                "share_of_capacity": calls / capacity if capacity else np.nan,
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values("revenue_at_risk", ascending=False).reset_index(drop=True)
 
 
 def _top_of_call_lists(
@@ -190,29 +399,38 @@ def _top_of_call_lists(
     """Positions of the top `size` customers by priority (revenue at risk) or expected profit,
     with the same tie-breaks as the published rankings."""
     by_priority = np.lexsort((customer_id, -probability, -revenue_at_risk))[:size]
-    by_profit = np.lexsort((customer_id, -expected_profit))[:size]
+    by_profit = np.lexsort((customer_id, -probability, -expected_profit))[:size]
     return np.union1d(by_priority, by_profit)
 
 
-def contact_list(scores: pd.DataFrame, size: int) -> pd.DataFrame:
-    """The top customers by expected profit who have an action and a positive expected profit."""
-    callable_rows = scores[(scores["action"] != "no action") & (scores["expected_profit"] > 0)]
-    top = callable_rows.sort_values(
-        ["expected_profit", "customer_id"], ascending=[False, True], kind="stable"
-    ).head(size)
-    return top[
-        [
-            "customer_id",
-            "churn_probability",
-            "value_tier",
-            "expected_profit",
-            "revenue_at_risk",
-            "reason_1",
-            "reason_2",
-            "reason_3",
-            "action",
-        ]
-    ]
+def contact_list(scores: pd.DataFrame, size: int, currency: str = "") -> pd.DataFrame:
+    """The first `size` customers worth calling, in `priority_rank` order, rounded for people.
+
+    Worth calling: an action other than "no action" and a positive expected profit. Money is
+    rounded to cents and probabilities to 2 decimals here; scores.parquet keeps full precision.
+    """
+    callable_rows = scores[(scores["action"] != NO_ACTION) & (scores["expected_profit"] > 0)]
+    top = callable_rows.sort_values("priority_rank", kind="stable").head(size)
+    out = pd.DataFrame(
+        {
+            "priority": top["priority_rank"].to_numpy(),
+            "customer_id": top["customer_id"].to_numpy(),
+            "churn_probability": top["churn_probability"].round(2).to_numpy(),
+            "risk_band": top["risk_band"].to_numpy(),
+            "value_tier": top["value_tier"].to_numpy(),
+            "monthly_revenue": top["monthly_revenue"].round(2).to_numpy(),
+            "revenue_at_risk": top["revenue_at_risk"].round(2).to_numpy(),
+            "expected_profit": top["expected_profit"].round(2).to_numpy(),
+            "currency": currency,
+            "main_cause": [cause_label(c) if c != "none" else "" for c in top["main_cause"]],
+            "reason_1": top["reason_1"].to_numpy(),
+            "reason_2": top["reason_2"].to_numpy(),
+            "reason_3": top["reason_3"].to_numpy(),
+            "action": top["action"].to_numpy(),
+            "script": top["script"].to_numpy(),
+        }
+    )
+    return out[list(CONTACT_COLUMNS)]
 
 
 def population_stability(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:

@@ -59,7 +59,11 @@ class ChurnModelPyfunc(mlflow.pyfunc.PythonModel):
                 "risk_band": reference_risk_bands(probability, reference),
             }
         )
-        reasons = customer_reasons(contributions(self.model, features, "treeshap"), SERVED_REASONS)
+        reasons = customer_reasons(
+            contributions(self.model, features, "treeshap"),
+            SERVED_REASONS,
+            currency=self.model.settings.get("currency", ""),
+        )
         for k in range(1, SERVED_REASONS + 1):
             out[f"reason_{k}"] = reasons[f"reason_{k}"].to_numpy()
         out["main_cause"] = reasons["main_cause"].to_numpy()

@@ -7,6 +7,8 @@ cross-validation for small data); training, SHAP, MLflow and scoring are unchang
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pandas as pd
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 from churnml.config import DataConfig, ModelConfig
+from churnml.contract import CAUSE_FAMILIES
 from churnml.evaluation import classification_metrics
 from churnml.io import DatasetError
 from churnml.training import train_model
@@ -120,6 +123,68 @@ def _type_columns(features: pd.DataFrame, categorical: list[str]) -> pd.DataFram
         else:
             out[column] = series.astype(str).astype("category")
     return out
+
+
+# Column-name words -> cause family, first match wins (a guess for one-row-per-customer files;
+# `data.column_causes` overrides it). Order matters: "customer service calls" is service, not
+# usage; "total day charge" is price, not usage.
+_CAUSE_WORDS: tuple[tuple[str, str], ...] = (
+    (r"\bport|competitor|switch", "competitor"),
+    (r"complain|service call|support|customer service|satisf|ticket", "service_complaints"),
+    (r"drop|network|coverage|signal|outage|speed", "network_quality"),
+    (r"contract|commit|lock|renew", "contract_lifecycle"),
+    (r"payment|paperless|billing|overdue|arrear|late|debt|unpaid", "billing_arrears"),
+    (r"charge|fee|price|cost|tariff|plan|discount|bill|revenue|arpu|spend", "price"),
+    (
+        r"security|backup|protection|streaming|internet|phone service|multiple lines",
+        "service_complaints",
+    ),
+    (r"minute|mins|call|sms|message|usage|data|traffic|vmail|voice|session|login", "usage_decline"),
+    (
+        r"tenure|account length|age|senior|gender|partner|dependent|state|region|area|city",
+        "tenure_value",
+    ),
+)
+
+
+def _words(column: str) -> str:
+    """ "MonthlyCharges" -> "monthly charges"; "Total_day_minutes" -> "total day minutes"."""
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", column)
+    return re.sub(r"[\s_\-]+", " ", spaced).strip().lower()
+
+
+def guess_column_causes(
+    columns: Iterable[str], overrides: Mapping[str, str] | None = None, guess: bool = True
+) -> dict[str, str]:
+    """Each snapshot column's cause family: the config's, else a guess from its name, else other.
+
+    The guess is logged, so a user sees it and can override it in `data.column_causes`; an
+    override naming an unknown family fails here, not in the report.
+    """
+    overrides = dict(overrides or {})
+    for column, family in overrides.items():
+        if family not in CAUSE_FAMILIES and family != "other":
+            raise DatasetError(
+                f"data.column_causes.{column}: unknown cause family {family!r}; use one of "
+                f"{', '.join(CAUSE_FAMILIES)} or other"
+            )
+    causes: dict[str, str] = {}
+    guessed: dict[str, str] = {}
+    for column in columns:
+        if column in overrides:
+            causes[column] = overrides[column]
+            continue
+        family = "other"
+        if guess:
+            words = _words(column)
+            family = next((f for p, f in _CAUSE_WORDS if re.search(p, words)), "other")
+        causes[column] = guessed[column] = family
+    if guessed:
+        log.info(
+            "cause families guessed from column names (override with data.column_causes): %s",
+            ", ".join(f"{c} -> {f}" for c, f in guessed.items()),
+        )
+    return causes
 
 
 def split_snapshot(

@@ -56,6 +56,7 @@ SERVING_REQUIREMENTS = (
     "omegaconf",
     "duckdb",
     "pyarrow",
+    "tqdm",
 )
 
 # Models registered before churnml 0.2 pickled the wrapper under this name.

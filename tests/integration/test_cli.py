@@ -135,3 +135,26 @@ def test_promote_by_hand_records_the_reason(trained_project):
     assert str(version.version) == "1"
     assert version.tags["promotion_reason"] == "restore after a bad week"
     assert version.tags["promoted"] == "by hand"
+
+
+def test_a_typo_in_an_override_is_bad_input(tmp_path):
+    done = churnml("train", "model.nonsense=3", cwd=tmp_path)
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert "Could not override 'model.nonsense'" in done.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_user_config_folder_goes_on_top_of_the_shipped_configs(tmp_path):
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "my_operator.yaml").write_text(
+        f"name: my_operator\nkind: events\npath: {tmp_path / 'nowhere'}\n"
+    )
+    done = churnml(
+        "validate",
+        "data=my_operator",
+        cwd=tmp_path,
+        env={"CHURNML_CONFIG_DIR": str(tmp_path / "conf")},
+    )
+    # The dataset config was found (no composition error); its folder does not exist.
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert "nowhere" in done.stderr and "does not exist" in done.stderr

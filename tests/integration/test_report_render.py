@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+
+from churnml.contract import CAUSE_FAMILIES
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +49,22 @@ def test_report_renders_offline_without_console_errors(trained_project: Path):
         headings = page.evaluate(
             "Array.from(document.querySelectorAll('h2')).map(h => h.innerText)"
         )
+        text = page.evaluate("document.body.innerText")
         browser.close()
     assert problems == []
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
     assert len(images) >= 4
     assert all(complete and width > 100 and height > 100 for complete, width, height in images)
     assert {"What drives customers away", "Drivers by cause", "Segments"} <= set(headings)
+    # It answers "so what": a primer, what to do per cause, money in the currency, and
+    # thresholds in units, not raw fractions or feature names.
+    assert {"What to do"} <= set(headings)
+    assert "How to read this report" in text and "log-odds" in text
+    assert re.search(r"EUR [\d,]+ of revenue at risk", text), "what-to-do lines give money"
+    assert "Calls worth making" in text and "contact capacity" in text
+    causes = "|".join(re.escape(label) for label in CAUSE_FAMILIES.values())
+    findings = re.findall(rf"^(?:{causes}): .*churn.*$", text, flags=re.MULTILINE)
+    assert findings, "findings in words"
+    for line in findings:
+        assert not re.search(r"[<>]= ?-?\d", line), line
+        assert not re.search(r"\b[a-z]+_[a-z0-9_]+\b", line), f"raw feature name: {line}"

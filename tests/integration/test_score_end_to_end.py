@@ -12,6 +12,7 @@ from pipeline_runs import run_pipeline
 
 from churnml.config import compose_config
 from churnml.errors import NoEligibleCustomersError, RunLockedError
+from churnml.features.reasons import reason_problems
 from churnml.io import DatasetError, output_lock
 from churnml.jobs import run_scoring, scoring_folder
 from churnml.scoring import SCORE_COLUMNS
@@ -46,7 +47,18 @@ def test_scores_follow_the_contract(trained_project: Path, tiny_dataset: Path):
     assert set(scores["value_tier"]) <= {"A", "B", "C", "D"}
     assert scores["reason_1"].notna().mean() > 0.9
     assert (scores["revenue_at_risk"] >= 0).all()
-    assert scores["revenue_at_risk"].is_monotonic_decreasing  # ranked by revenue at risk
+    assert scores["priority_rank"].tolist() == list(range(1, len(scores) + 1))
+    assert set(scores["risk_band"]) <= {f"R{d:02d}" for d in range(1, 11)}
+    reasons = pd.concat([scores[f"reason_{k}"] for k in (1, 2, 3)]).dropna()
+    problems = {text: reason_problems(text) for text in reasons.unique()}
+    assert {t: p for t, p in problems.items() if p} == {}
+    assert (scores["script"].str.len() > 0).all()
+    # Actions agree with the facts: nobody whose contract ended is offered a renewal before it.
+    ended = scores[["reason_1", "reason_2", "reason_3"]].apply(
+        lambda column: column.str.contains("contract ended", na=False)
+    )
+    renewal = scores["action"].str.contains("before commitment end")
+    assert not (ended.any(axis=1) & renewal).any()
     customers = pd.read_parquet(tiny_dataset / "customers.parquet")
     manifest = json.loads((tiny_dataset / "manifest.json").read_text())
     as_of = pd.Timestamp(manifest["as_of"])
@@ -55,6 +67,11 @@ def test_scores_follow_the_contract(trained_project: Path, tiny_dataset: Path):
     assert set(scores["customer_id"]) <= set(active["customer_id"])
     contacts = pd.read_csv(result.contact_list_path)
     assert (contacts["action"] != "no action").all() and (contacts["expected_profit"] > 0).all()
+    # One order: the contact list is the head of priority_rank.
+    assert contacts["priority"].tolist() == list(range(1, len(contacts) + 1))
+    first = scores.set_index("priority_rank").loc[contacts["priority"], "customer_id"]
+    assert first.tolist() == contacts["customer_id"].astype(str).tolist()
+    assert (contacts["churn_probability"].round(2) == contacts["churn_probability"]).all()
     monitoring = json.loads(result.monitoring_path.read_text())
     assert "churn_probability" in monitoring["psi"]
 

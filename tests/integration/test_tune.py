@@ -1,4 +1,4 @@
-"""`make tune`: an Optuna sweep whose trials are MLflow runs nested under one parent run."""
+"""`churnml tune`: an Optuna sweep whose trials are MLflow runs nested under one parent run."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ pytestmark = pytest.mark.slow
 
 def test_sweep_nests_trials_under_a_parent_run_and_registers_nothing(tiny_dataset, tmp_path):
     completed = run_pipeline(
-        "train",
+        "tune",
         [
-            "hparams_search=lightgbm_optuna",
             "hydra.sweeper.n_trials=2",
             f"paths.root_dir={tmp_path}",
             f"data.path={tiny_dataset}",

@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 
 from churnml.contract import CAUSE_FAMILIES
 from churnml.features.params import FAMILY_NAMES, FeatureParams
+from churnml.features.reasons import (
+    SIGNALS,
+    UNITS,
+    infer_signal,
+    infer_unit,
+    render_reason,
+    style_for,
+)
 
 KINDS = ("numeric", "categorical")
 
@@ -33,12 +41,37 @@ class FeatureSpec:
     # (a symmetric change in words, "down 71 %"); None: never cited as a reason.
     reason: str | None = None
     requires: tuple[str, ...] = ()
+    # How the reason reads (features/reasons.py): the value's unit, whether more (`high`) or
+    # less (`low`) is riskier, the text for a zero that is itself the signal ("no calls in 30
+    # days"), for a missing value that is ("no contract"), and words for categorical codes.
+    unit: str = "number"
+    signal: str = "high"
+    zero_reason: str | None = None
+    null_reason: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.cause_family not in CAUSE_FAMILIES:
             raise ValueError(f"feature {self.name}: unknown cause family {self.cause_family!r}")
         if self.kind not in KINDS:
             raise ValueError(f"feature {self.name}: kind must be one of {KINDS}")
+        if self.unit not in UNITS:
+            raise ValueError(f"feature {self.name}: unit must be one of {UNITS}")
+        if self.signal not in SIGNALS:
+            raise ValueError(f"feature {self.name}: signal must be one of {SIGNALS}")
+
+    def reason_text(self, value: object, currency: str = "") -> str | None:
+        """This feature's reason for one customer's value; None when it is not worth citing."""
+        return render_reason(
+            self.reason,
+            value,
+            unit=self.unit,
+            signal=self.signal,
+            zero=self.zero_reason,
+            null=self.null_reason,
+            labels=dict(self.labels),
+            currency=currency,
+        )
 
 
 @dataclass(frozen=True)
@@ -91,11 +124,22 @@ class FamilyBuilder:
         table: str | None = None,
         requires: tuple[str, ...] = (),
         needs_features: tuple[str, ...] = (),
+        unit: str | None = None,
+        signal: str | None = None,
+        reason_zero: str | None = None,
+        reason_null: str | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
+        """Declare one feature; unset reason metadata comes from `reasons.STYLES`, else is
+        inferred from the template (so a new feature usually needs only its template)."""
         used = tuple(dict.fromkeys(t for t in _TOKEN.findall(expr) if t in self.measures))
         req = set(requires)
         for m in used:
             req.update(self.measures[m].requires)
+        style = style_for(name)
+        if reason is not None and style.template is not None:
+            reason = style.template
+        unit = unit or style.unit or infer_unit(reason, kind)
         spec = FeatureSpec(
             name=name,
             description=description,
@@ -105,6 +149,11 @@ class FamilyBuilder:
             kind=kind,
             reason=reason,
             requires=tuple(sorted(req)),
+            unit=unit,
+            signal=signal or style.signal or infer_signal(cause_family, unit),
+            zero_reason=reason_zero or style.zero,
+            null_reason=reason_null or style.null,
+            labels=tuple(sorted((labels or style.labels).items())),
         )
         self.defs.append(FeatureDef(spec, self.family, expr, fill, used, needs_features))
 
