@@ -499,7 +499,9 @@ def test_loss_driver_report_escapes_hostile_values():
             model_card={hostile: hostile},
             metrics={"test_roc_auc": 0.7},
             drivers=drivers,
-            families=pd.DataFrame({"cause": [hostile], "mean_abs_shap": [0.1]}),
+            families=pd.DataFrame(
+                {"cause_family": ["price"], "cause": [hostile], "mean_abs_shap": [0.1]}
+            ),
             findings=pd.DataFrame({"cause_family": ["price"], "finding": [hostile]}),
             segments=pd.DataFrame({"segment": [hostile], "region": [HOSTILE_TEXT[1]]}),
         )
