@@ -58,6 +58,7 @@ from churnml.io import (
     table_path,
     write_atomic,
 )
+from churnml.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -1058,10 +1059,10 @@ def validate_dataset(
             plan = _plan_table(con, table, path, as_of=as_of, known_sql=known_sql, limits=limits)
             runner = _SuiteRunner(context, table, plan.rules, plan.cast_columns, plan.id_column)
             t0 = time.perf_counter()
-            with reading(path):
-                for i, chunk in enumerate(_prefetched(_chunks(con, plan.sql, chunk_rows))):
+            with reading(path), Progress(f"validating {table}", unit="rows") as bar:
+                for chunk in _prefetched(_chunks(con, plan.sql, chunk_rows)):
                     runner.run(chunk)
-                    log.info("validated %s chunk %d: %s rows", table, i + 1, f"{runner.rows:,}")
+                    bar.update(len(chunk))
             _check_readable(con, path, plan.present)
             stamp_kinds += _stamp_kinds(con, table, path, _describe(con, path))
             rows[table] = runner.rows
