@@ -9,15 +9,19 @@ from pathlib import Path
 
 
 def run_pipeline(
-    job: str, overrides: list[str], cwd: Path, timeout: int
+    job: str,
+    overrides: list[str],
+    cwd: Path,
+    timeout: int,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
     """`churnml <job>` with Hydra overrides, without the caller's MLFLOW_TRACKING_URI (so
-    the configured store under `paths.root_dir` is the one used)."""
+    the configured store under `paths.root_dir` is the one used); `env` adds variables (TZ)."""
     return subprocess.run(
         [sys.executable, "-m", "churnml", job, *overrides],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=timeout,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        env={**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **(env or {})},
     )

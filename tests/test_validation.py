@@ -122,11 +122,15 @@ def test_each_broken_rule_stops_the_run(tmp_path: Path, broken: BrokenRule) -> N
 
 def _csv_params() -> list:
     """CSV is text: id columns are read as strings whatever they hold (io.scan_sql), so their
-    string-type rule cannot break in CSV."""
+    string-type rule cannot break in CSV. A CSV column whose only value is `inf` is sniffed as
+    a date (DuckDB reads it as the infinite date), so it breaks the type rule instead of the
+    finite rule (tests/test_hostile_inputs.py checks that)."""
+    sniffed_as_date = {"transfers.monthly_fee.finite_(no_inf_or_nan)"}
     return [
         p
         for p in _params("csv")
         if not (p.values[0].column.endswith("_id") and p.values[0].rule == "type string")
+        and p.values[0].id not in sniffed_as_date
     ]
 
 
@@ -186,13 +190,14 @@ def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.chdir(workdir)
     docs = tmp_path / "docs"
     report = validate_dataset(path, docs_dir=docs, chunk_rows=4)
-    assert report.docs_path == docs.resolve() / "index.html"
+    assert report.docs_path == docs.resolve() / "summary.html"
     assert report.docs_path.is_file()
-    pages = {p.stem: p for p in docs.glob("validations/**/*.html")}
-    assert set(pages) == set(TABLES)
-    calls_page = pages["calls"].read_text()
-    assert "_ok__customer_id__present_in_customers" in calls_page
-    assert "C99" in calls_page  # the failing row is shown
+    results = {p.stem: p for p in docs.glob("results/*.json")}
+    assert set(results) == set(TABLES)
+    calls_result = results["calls"].read_text()
+    assert "_ok__customer_id__present_in_customers" in calls_result
+    assert "C99" in calls_result  # the failing row is shown
+    assert not list(docs.glob("**/index.html"))  # GX's pages (unescaped values) are not built
     assert list(workdir.iterdir()) == []  # no gx/ folder or anything else in the cwd
     summary = (docs / "summary.html").read_text()
     assert f"breaks {len(report.failures)} contract rules" in summary
@@ -201,7 +206,7 @@ def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.Mo
     linked = re.findall(r'href="([^"]+)"', summary)
     assert sorted(Path(link).stem for link in linked) == sorted(TABLES)
     assert all((docs / link).is_file() for link in linked)
-    assert "http" not in summary  # opens offline
+    assert "://" not in summary  # opens offline
 
 
 def test_missing_optional_tables_are_skipped(tmp_path: Path) -> None:

@@ -440,6 +440,25 @@ def _broken_rules() -> list[BrokenRule]:
         add(table, column, rule, _set(column, row, value))
     add("customers", "birth_year", "between 1900 and 2015", _set("birth_year", 2, 2020), tag="late")
 
+    # Amounts, durations and volumes: finite and within the plausible ranges (settings).
+    for table, column, row in [
+        ("calls", "volume_mb", 2),
+        ("transfers", "monthly_fee", 0),
+        ("transfers", "amount", 3),
+        ("bills", "amount_due", 0),
+        ("payments", "amount", 0),
+    ]:
+        add(table, column, "finite (no inf or nan)", _set(column, row, float("inf")))
+    for table, column, row, value, rule in [
+        ("calls", "duration_s", 0, 100_000, "<= 86,400 (validation.max_call_duration_s)"),
+        ("calls", "volume_mb", 2, 2e6, "<= 1,000,000 (validation.max_volume_mb)"),
+        ("transfers", "monthly_fee", 0, 1e300, "<= 1,000,000 (validation.max_amount)"),
+        ("transfers", "amount", 3, 1e7, "<= 1,000,000 (validation.max_amount)"),
+        ("bills", "amount_due", 0, 1e300, "<= 1,000,000 (validation.max_amount)"),
+        ("payments", "amount", 0, 2e6, "<= 1,000,000 (validation.max_amount)"),
+    ]:
+        add(table, column, rule, _set(column, row, value))
+
     # Timestamp order.
     add("customers", "terminated_at", ">= activated_at", _set("terminated_at", 1, TS("2021-01-01")))
     add("complaints", "resolved_at", ">= opened_at", _set("resolved_at", 0, TS("2024-05-01")))

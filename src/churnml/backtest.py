@@ -11,12 +11,20 @@ import json
 import logging
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from churnml.io import TABLES, read_manifest, scan_sql, table_columns, table_path
+from churnml.io import (
+    TABLES,
+    connect,
+    quote_identifier,
+    read_manifest,
+    scan_sql,
+    sql_string,
+    table_columns,
+    table_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +49,7 @@ def withhold_after(dataset_dir: Path, out_dir: Path, as_of: pd.Timestamp) -> Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = pd.Timestamp(as_of).strftime("%Y-%m-%d %H:%M:%S")
-    with duckdb.connect() as con:
+    with connect() as con:
         for table in TABLES:
             path = table_path(dataset_dir, table)
             if path is None:
@@ -49,20 +57,21 @@ def withhold_after(dataset_dir: Path, out_dir: Path, as_of: pd.Timestamp) -> Pat
             columns = table_columns(path)
             select = []
             for column in columns:
-                expression = f'"{column}"'
+                q = quote_identifier(column)
+                expression = q
                 later = _LATER_FACTS.get(table)
                 if later and column in later[1] and later[0] in columns:
                     expression = (
-                        f"CASE WHEN CAST(\"{later[0]}\" AS TIMESTAMP) < TIMESTAMP '{stamp}' "
-                        f'THEN "{column}" END AS "{column}"'
+                        f"CASE WHEN {quote_identifier(later[0])} < TIMESTAMP '{stamp}' "
+                        f"THEN {q} END AS {q}"
                     )
                 select.append(expression)
-            target = str(out_dir / f"{table}.parquet").replace("'", "''")
+            target = sql_string(str(out_dir / f"{table}.parquet"))
             con.execute(
                 f"COPY (SELECT {', '.join(select)} FROM {scan_sql(path)} "
-                f"WHERE CAST(\"{_ROW_TIME[table]}\" AS TIMESTAMP) < TIMESTAMP '{stamp}') "
-                f"TO '{target}' (FORMAT parquet)"
-            )
+                f"WHERE {quote_identifier(_ROW_TIME[table])} < TIMESTAMP '{stamp}') "
+                f"TO {target} (FORMAT parquet)"
+            ).fetchall()
     manifest = {
         **read_manifest(dataset_dir),
         "as_of": pd.Timestamp(as_of).isoformat(),

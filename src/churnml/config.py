@@ -157,12 +157,20 @@ class TrackingConfig:
     challenger_alias: str = "challenger"
     promotion_metric: str = "test_roc_auc"
     register: bool = True  # false for tuning trials: metrics only, no model version
+    # A tracking server that does not answer fails the run within about
+    # request_timeout_s x (request_max_retries + 1), not after minutes of retries.
+    request_timeout_s: int = 10
+    request_max_retries: int = 1
 
 
 @dataclass
 class ValidationConfig:
     enabled: bool = True
     chunk_rows: int = 2_000_000
+    # Plausible ranges: a larger value is an export or unit error (docs/data-contract.md).
+    max_amount: float = 1_000_000.0  # any money amount: bills, payments, fees, transfers
+    max_call_duration_s: int = 86_400
+    max_volume_mb: float = 1_000_000.0
 
 
 @dataclass
@@ -218,6 +226,9 @@ class ScoringConfig:
     default_action: str = "monitor"
     default_script: str = ""
     actions: list[ActionRule] = field(default_factory=list)
+    # Scores of this dataset go to <output_dir>/scoring_date=<date>/ (what production reads);
+    # any other dataset's to <output_dir>/dataset=<name>/scoring_date=<date>/.
+    production_dataset: str = "telco_sim"
     currency: str = ""  # set from data.currency by conf/scoring/default.yaml
 
 
@@ -290,7 +301,10 @@ def compose_config(config_name: str, overrides: list[str] | tuple[str, ...] = ()
 
 
 def to_object(cfg: DictConfig) -> TrainConfig | ScoreConfig | ValidateConfig:
-    """Resolve a composed Hydra config into the typed dataclass the library works with."""
+    """Resolve a composed Hydra config into the typed dataclass the library works with, and
+    check its settings' ranges (a negative size or horizon fails here, not mid-run)."""
+    from churnml.settings import check_settings
+
     typed = OmegaConf.to_object(cfg)
     _name_outputs(typed)
-    return typed
+    return check_settings(typed)

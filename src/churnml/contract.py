@@ -6,6 +6,8 @@ and the reports group by the cause families, and scoring writes the scores colum
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 TERMINATION_REASONS = ("voluntary", "port_out", "non_payment", "other")
 PAYMENT_TYPES = ("prepaid", "postpaid")
 GENDERS = ("F", "M", "U")
@@ -55,3 +57,78 @@ SCORE_COLUMNS = (
 )
 SCORE_NULLABLE = ("reason_1", "reason_2", "reason_3")
 VALUE_TIERS = ("A", "B", "C", "D")
+
+
+# The contract tables, column by column (the validator checks them, io.scan_sql reads them).
+@dataclass(frozen=True)
+class ContractColumn:
+    """One column of a contract table and its type (docs/data-contract.md)."""
+
+    name: str
+    kind: str  # string | timestamp | int | float | bool
+    required: bool = False  # must be present and never null
+
+
+_S, _T, _I, _F, _B = "string", "timestamp", "int", "float", "bool"
+
+CONTRACT_COLUMNS: dict[str, tuple[ContractColumn, ...]] = {
+    "customers": (
+        ContractColumn("customer_id", _S, True),
+        ContractColumn("activated_at", _T, True),
+        ContractColumn("terminated_at", _T),
+        ContractColumn("termination_reason", _S),
+        ContractColumn("initial_plan_id", _S, True),
+        ContractColumn("payment_type", _S, True),
+        ContractColumn("commitment_end", _T),
+        ContractColumn("region", _S),
+        ContractColumn("birth_year", _I),
+        ContractColumn("gender", _S),
+    ),
+    "calls": (
+        ContractColumn("customer_id", _S, True),
+        ContractColumn("started_at", _T, True),
+        ContractColumn("direction", _S, True),
+        ContractColumn("kind", _S, True),
+        ContractColumn("duration_s", _I, True),
+        ContractColumn("volume_mb", _F),
+        ContractColumn("peer_network", _S),
+        ContractColumn("peer_operator", _S),
+        ContractColumn("peer_id", _S),
+        ContractColumn("dropped", _B, True),
+    ),
+    "transfers": (
+        ContractColumn("customer_id", _S, True),
+        ContractColumn("occurred_at", _T, True),
+        ContractColumn("kind", _S, True),
+        ContractColumn("from_plan_id", _S),
+        ContractColumn("to_plan_id", _S),
+        ContractColumn("monthly_fee", _F),
+        ContractColumn("operator", _S),
+        ContractColumn("amount", _F),
+    ),
+    "complaints": (
+        ContractColumn("complaint_id", _S, True),
+        ContractColumn("customer_id", _S, True),
+        ContractColumn("opened_at", _T, True),
+        ContractColumn("resolved_at", _T),
+        ContractColumn("category", _S, True),
+        ContractColumn("channel", _S, True),
+        ContractColumn("severity", _I, True),
+        ContractColumn("satisfaction", _I),
+    ),
+    "bills": (
+        ContractColumn("bill_id", _S, True),
+        ContractColumn("customer_id", _S, True),
+        ContractColumn("period_start", _T, True),
+        ContractColumn("issued_at", _T, True),
+        ContractColumn("due_at", _T, True),
+        ContractColumn("amount_due", _F, True),
+    ),
+    "payments": (
+        ContractColumn("payment_id", _S, True),
+        ContractColumn("customer_id", _S, True),
+        ContractColumn("paid_at", _T, True),
+        ContractColumn("amount", _F, True),
+        ContractColumn("bill_id", _S),
+    ),
+}

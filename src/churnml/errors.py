@@ -21,6 +21,15 @@ class ExitCode(IntEnum):
     NO_ELIGIBLE = 4
     LOCKED = 5
     BAD_OUTPUT = 6
+    TRACKING_UNAVAILABLE = 7
+
+
+class SettingsError(ValueError):
+    """A setting is out of its range or not one of its allowed values (bad input, exit 2)."""
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking server did not answer within its timeout (exit 7)."""
 
 
 class NoEligibleCustomersError(LookupError):
@@ -47,6 +56,8 @@ def _known_errors() -> dict[type[BaseException], ExitCode]:
         NoEligibleCustomersError: ExitCode.NO_ELIGIBLE,
         RunLockedError: ExitCode.LOCKED,
         ScoresInvalid: ExitCode.BAD_OUTPUT,
+        SettingsError: ExitCode.BAD_INPUT,
+        TrackingUnavailableError: ExitCode.TRACKING_UNAVAILABLE,
     }
 
 

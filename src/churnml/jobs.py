@@ -28,6 +28,10 @@ from churnml.io import (
     dataset_as_of,
     dataset_fingerprint,
     file_fingerprint,
+    output_folder,
+    output_lock,
+    parse_timestamp,
+    publish_folder,
     read_table,
     require_dataset,
     write_atomic,
@@ -54,7 +58,7 @@ from churnml.snapshot import (
 )
 from churnml.tracking import NoChampionError
 from churnml.training import RollingFit, fit_rolling, fold_rows, train_model
-from churnml.validation import check_dataset, check_scores
+from churnml.validation import check_dataset, check_scores, validation_limits
 
 log = logging.getLogger(__name__)
 
@@ -781,6 +785,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
                 dataset_dir,
                 docs_dir=run_dir / "validation",
                 chunk_rows=cfg.validation.chunk_rows,
+                limits=validation_limits(cfg.validation),
             )
         as_of = dataset_as_of(dataset_dir)
         fingerprint = dataset_fingerprint(dataset_dir)
@@ -947,6 +952,7 @@ def run_validation(cfg: ValidateConfig) -> str:
         dataset_dir,
         docs_dir=Path(cfg.run_dir) / "validation",
         chunk_rows=cfg.validation.chunk_rows,
+        limits=validation_limits(cfg.validation),
     )
     lines = [f"{cfg.data.name} ({dataset_dir}): {report.summary()}"]
     if report.docs_path is not None:
@@ -967,7 +973,14 @@ class ScoreResult:
 
 
 def scoring_folder(cfg: ScoreConfig, scoring_date: pd.Timestamp) -> Path:
-    return Path(cfg.scoring.output_dir) / f"scoring_date={scoring_date.date().isoformat()}"
+    """Where a date's scores go: keyed by dataset, so a test extract never overwrites
+    production (`scoring.production_dataset` keeps `<output_dir>/scoring_date=<date>`)."""
+    return output_folder(
+        cfg.scoring.output_dir,
+        cfg.data.name,
+        cfg.scoring.production_dataset,
+        f"scoring_date={scoring_date.date().isoformat()}",
+    )
 
 
 def longest_window_days(params: FeatureParams) -> int:
@@ -1046,10 +1059,13 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
     started = time.perf_counter()
     if cfg.validation.enabled:
         check_dataset(
-            dataset_dir, docs_dir=run_dir / "validation", chunk_rows=cfg.validation.chunk_rows
+            dataset_dir,
+            docs_dir=run_dir / "validation",
+            chunk_rows=cfg.validation.chunk_rows,
+            limits=validation_limits(cfg.validation),
         )
     as_of = dataset_as_of(dataset_dir)
-    scoring_date = pd.Timestamp(cfg.scoring.date) if cfg.scoring.date else as_of
+    scoring_date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
     tracking.set_tags({"mlflow.runName": f"score-{cfg.data.name}-{scoring_date.date()}"})
     if scoring_date > as_of:
         raise DatasetError(
@@ -1068,7 +1084,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
         )
     feature_params = FeatureParams(**model.settings["features"])
     folder = scoring_folder(cfg, scoring_date)
-    with scoring.scoring_lock(folder):
+    with output_lock(folder):
         started = time.perf_counter()
         customers = read_table(
             dataset_dir, "customers", ["customer_id", "activated_at", "terminated_at"]
@@ -1127,16 +1143,17 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
         _timed("score", timings, started)
 
         started = time.perf_counter()
-        scores_path = folder / "scores.parquet"
-        write_atomic(scores_path, lambda tmp: scores.to_parquet(tmp, index=False))
+        files = {
+            "scores.parquet": lambda tmp: scores.to_parquet(tmp, index=False),
+            "contact_list.csv": lambda tmp: contacts.to_csv(tmp, index=False),
+            "monitoring.json": lambda tmp: tmp.write_text(scoring.monitoring_json(monitoring)),
+        }
         if cfg.scoring.write_csv:
-            write_atomic(folder / "scores.csv", lambda tmp: scores.to_csv(tmp, index=False))
+            files["scores.csv"] = lambda tmp: scores.to_csv(tmp, index=False)
+        publish_folder(folder, files)  # all of the date's files appear together, or none
+        scores_path = folder / "scores.parquet"
         contact_path = folder / "contact_list.csv"
-        write_atomic(contact_path, lambda tmp: contacts.to_csv(tmp, index=False))
         monitoring_path = folder / "monitoring.json"
-        write_atomic(
-            monitoring_path, lambda tmp: tmp.write_text(scoring.monitoring_json(monitoring))
-        )
         _timed("write", timings, started)
 
     tracking.log_params(

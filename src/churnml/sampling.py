@@ -11,13 +11,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from churnml.config import LabelConfig, SamplingConfig
 from churnml.contract import TERMINATION_REASONS
-from churnml.io import EVENT_TIME_COLUMNS, dataset_as_of, read_table, scan_sql, table_path
+from churnml.io import (
+    EVENT_TIME_COLUMNS,
+    connect,
+    dataset_as_of,
+    read_table,
+    scan_sql,
+    table_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ class Sample:
 def event_table_starts(dataset_dir: Path) -> dict[str, pd.Timestamp]:
     """The earliest event time of each event table present (customers excluded)."""
     starts: dict[str, pd.Timestamp] = {}
-    with duckdb.connect() as con:
+    with connect() as con:
         for table, columns in EVENT_TIME_COLUMNS.items():
             path = table_path(dataset_dir, table)
             if table == "customers" or path is None:
@@ -304,7 +310,7 @@ def _inactivity_labels(
     spine["window_start"] = spine["cutoff"] + pd.Timedelta(days=label.gap_days)
     spine["window_end"] = spine["window_start"] + days
     spine["before_start"] = spine["cutoff"] - days
-    with duckdb.connect() as con:
+    with connect() as con:
         con.register("spine", spine)
         flags = con.execute(
             f"""
@@ -396,6 +402,8 @@ def sample_customers(
     started = time.perf_counter()
     as_of = as_of if as_of is not None else dataset_as_of(dataset_dir)
     first_event = events_start(dataset_dir)
+    if pd.isna(first_event):
+        raise SamplingError(f"{dataset_dir}: no customers and no events to sample from")
     folds: list[Fold] = []
     refit: list[pd.Timestamp] = []
     if sampling.scheme == "rolling":

@@ -5,11 +5,9 @@ Pure functions here; the job that reads, locks, logs and publishes is `jobs.run_
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import operator
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -22,11 +20,11 @@ import pandas as pd
 
 from churnml.config import ActionRule, Attribution, EvaluationConfig, ScoringConfig
 from churnml.contract import SCORE_COLUMNS
-from churnml.errors import RunLockedError
 from churnml.explain import cause_label, contributions, customer_reasons, shap_contributions
 from churnml.features import FeatureParams
 from churnml.features.account import value_tier_sql
 from churnml.features.reasons import reason_problems
+from churnml.io import output_lock
 from churnml.model import ChurnModel
 
 log = logging.getLogger(__name__)
@@ -489,27 +487,10 @@ def _top_numeric_features(model: ChurnModel, count: int) -> list[str]:
 
 @contextmanager
 def scoring_lock(folder: Path) -> Iterator[None]:
-    """An exclusive, non-blocking lock on one scoring date's output folder.
-
-    The OS releases it when the process ends, killed or not, so a crash never leaves it stuck.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    lock_path = folder / ".lock"
-    with open(lock_path, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise RunLockedError(
-                f"another scoring run holds {lock_path}; wait for it to finish"
-            ) from error
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    """An exclusive, non-blocking lock on one scoring date's output folder (`io.output_lock`:
+    the lock file sits beside the folder and goes when the run ends, failed or not)."""
+    with output_lock(folder):
+        yield
 
 
 def monitoring_json(report: dict) -> str:

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
 import pandas as pd
+import requests
 from hydra.experimental.callback import Callback
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -30,8 +31,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import churnml
 from churnml.config import TrackingConfig
+from churnml.errors import TrackingUnavailableError
 from churnml.model import ChurnModel
 from churnml.serving import ChurnModelPyfunc
+from churnml.settings import apply_tracking_timeouts
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,19 @@ def setup_tracking(tracking: TrackingConfig) -> str:
     artifact location.
     """
     uri = resolve_tracking_uri(tracking)
+    apply_tracking_timeouts(tracking)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    experiment = mlflow.get_experiment_by_name(tracking.experiment_name)
+    try:
+        experiment = mlflow.get_experiment_by_name(tracking.experiment_name)
+    except (MlflowException, requests.exceptions.RequestException) as error:
+        if _is_local_store(uri):
+            raise
+        raise TrackingUnavailableError(
+            f"tracking server {uri} did not answer within tracking.request_timeout_s="
+            f"{tracking.request_timeout_s} s ({tracking.request_max_retries} retries): "
+            f"{str(error).splitlines()[0][:300]}"
+        ) from error
     if experiment is not None:
         if EXPERIMENT_KIND_TAG not in experiment.tags:
             MlflowClient().set_experiment_tag(

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime as dt
 import html
+import json
 import logging
 import re
 import threading
@@ -28,31 +28,37 @@ from queue import Empty, Queue
 
 import duckdb
 import great_expectations as gx
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from great_expectations.core.expectation_validation_result import (
     ExpectationSuiteValidationResult,
 )
-from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import (
     DataContextConfig,
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
-from great_expectations.data_context.types.resource_identifiers import (
-    ExpectationSuiteIdentifier,
-    ValidationResultIdentifier,
-)
 
 from churnml import contract
 from churnml.io import (
     EVENT_TIME_COLUMNS,
+    OFFSET_PATTERN,
     TABLES,
-    read_manifest,
+    ColumnRead,
+    column_family,
+    connect,
+    describe_raw,
+    manifest_as_of,
+    quote_identifier,
+    raw_scan_sql,
+    read_column,
+    reading,
     scan_sql,
     table_path,
     write_atomic,
 )
+from churnml.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +72,9 @@ RULE_UNIQUE = "unique"
 RULE_KNOWN = "present in customers"
 RULE_AS_OF = "not after as_of"
 RULE_TABLE = "required table present"
+RULE_FINITE = "finite (no inf or nan)"
+RULE_ROWS = "at least one row"
+RULE_TIME_MODEL = "one time model: all stamps naive or all with a UTC offset"
 
 
 def rule_type(kind: str) -> str:
@@ -87,76 +96,9 @@ def rule_between(low: float, high: float) -> str:
 # The contract, transcribed
 
 
-@dataclass(frozen=True)
-class _Column:
-    name: str
-    kind: str  # string | timestamp | int | float | bool
-    required: bool = False  # must be present and never null
-
-
+_Column = contract.ContractColumn
 _S, _T, _I, _F, _B = "string", "timestamp", "int", "float", "bool"
-
-CONTRACT: dict[str, tuple[_Column, ...]] = {
-    "customers": (
-        _Column("customer_id", _S, True),
-        _Column("activated_at", _T, True),
-        _Column("terminated_at", _T),
-        _Column("termination_reason", _S),
-        _Column("initial_plan_id", _S, True),
-        _Column("payment_type", _S, True),
-        _Column("commitment_end", _T),
-        _Column("region", _S),
-        _Column("birth_year", _I),
-        _Column("gender", _S),
-    ),
-    "calls": (
-        _Column("customer_id", _S, True),
-        _Column("started_at", _T, True),
-        _Column("direction", _S, True),
-        _Column("kind", _S, True),
-        _Column("duration_s", _I, True),
-        _Column("volume_mb", _F),
-        _Column("peer_network", _S),
-        _Column("peer_operator", _S),
-        _Column("peer_id", _S),
-        _Column("dropped", _B, True),
-    ),
-    "transfers": (
-        _Column("customer_id", _S, True),
-        _Column("occurred_at", _T, True),
-        _Column("kind", _S, True),
-        _Column("from_plan_id", _S),
-        _Column("to_plan_id", _S),
-        _Column("monthly_fee", _F),
-        _Column("operator", _S),
-        _Column("amount", _F),
-    ),
-    "complaints": (
-        _Column("complaint_id", _S, True),
-        _Column("customer_id", _S, True),
-        _Column("opened_at", _T, True),
-        _Column("resolved_at", _T),
-        _Column("category", _S, True),
-        _Column("channel", _S, True),
-        _Column("severity", _I, True),
-        _Column("satisfaction", _I),
-    ),
-    "bills": (
-        _Column("bill_id", _S, True),
-        _Column("customer_id", _S, True),
-        _Column("period_start", _T, True),
-        _Column("issued_at", _T, True),
-        _Column("due_at", _T, True),
-        _Column("amount_due", _F, True),
-    ),
-    "payments": (
-        _Column("payment_id", _S, True),
-        _Column("customer_id", _S, True),
-        _Column("paid_at", _T, True),
-        _Column("amount", _F, True),
-        _Column("bill_id", _S),
-    ),
-}
+CONTRACT = contract.CONTRACT_COLUMNS
 
 # The natural id of a row, used for example ids in messages.
 ID_COLUMNS: dict[str, str] = {
@@ -196,6 +138,34 @@ RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
     ("bills", "amount_due"): (0, None, False),
     ("payments", "amount"): (0, None, True),
 }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Plausible upper bounds of amounts, durations and volumes (settings `validation.max_*`):
+    a value above them is a unit or export error, and would dominate revenue at risk."""
+
+    max_amount: float = 1_000_000.0
+    max_call_duration_s: int = 86_400
+    max_volume_mb: float = 1_000_000.0
+
+
+# (table, column) -> the Limits field that bounds it from above.
+UPPER_BOUNDS: dict[tuple[str, str], str] = {
+    ("calls", "duration_s"): "max_call_duration_s",
+    ("calls", "volume_mb"): "max_volume_mb",
+    ("transfers", "monthly_fee"): "max_amount",
+    ("transfers", "amount"): "max_amount",
+    ("bills", "amount_due"): "max_amount",
+    ("payments", "amount"): "max_amount",
+}
+
+
+def rule_at_most(high: float, setting: str) -> str:
+    """Name of a plausible-range rule set by `validation.<setting>`."""
+    return f"<= {high:,.15g} (validation.{setting})"
+
+
 # (table, later column, earlier column): later >= earlier when both are set.
 ORDERS: tuple[tuple[str, str, str], ...] = (
     ("customers", "terminated_at", "activated_at"),
@@ -264,8 +234,9 @@ def _conditional_rules(table: str) -> list[ContractRule]:
     return rules
 
 
-def contract_rules(table: str) -> list[ContractRule]:
+def contract_rules(table: str, limits: Limits | None = None) -> list[ContractRule]:
     """Every contract rule of a table, in contract order (column by column)."""
+    limits = limits or Limits()
     rules: list[ContractRule] = []
     conditional = _conditional_rules(table)
     for col in CONTRACT[table]:
@@ -286,6 +257,13 @@ def contract_rules(table: str) -> list[ContractRule]:
             low, high, strict = RANGES[(table, name)]
             rule = _range_rule(low, high, strict)
             rules.append(ContractRule(table, name, rule, "between", (name,), (low, high, strict)))
+        if col.kind == _F:
+            rules.append(ContractRule(table, name, RULE_FINITE, "flag", (name,)))
+        if (table, name) in UPPER_BOUNDS:
+            setting = UPPER_BOUNDS[(table, name)]
+            high = getattr(limits, setting)
+            rule = rule_at_most(high, setting)
+            rules.append(ContractRule(table, name, rule, "flag", (name,), (high,)))
         for t, later, earlier in ORDERS:
             if t == table and later == name:
                 rule = f">= {earlier}"
@@ -298,87 +276,6 @@ def contract_rules(table: str) -> list[ContractRule]:
 
 # ---------------------------------------------------------------------------------------------
 # Column types: how a source column (DuckDB type) is read as its contract type
-
-
-_INT_TYPES = {
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "UHUGEINT",
-}
-_TS_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
-
-
-def _family(duck_type: str) -> str:
-    t = duck_type.upper()
-    if t in _INT_TYPES:
-        return "int"
-    if t in ("FLOAT", "DOUBLE") or t.startswith("DECIMAL"):
-        return "float"
-    if t == "VARCHAR" or t.startswith("ENUM"):
-        return "string"
-    if t == "BOOLEAN":
-        return "bool"
-    if t in _TS_TYPES or t.startswith("TIMESTAMP WITH TIME ZONE") or t == "TIMESTAMPTZ":
-        return "timestamp"
-    if t == '"NULL"' or t == "NULL":
-        return "null"
-    return "other"
-
-
-_DUCK_TARGET = {_S: "VARCHAR", _T: "TIMESTAMP", _I: "BIGINT", _F: "DOUBLE", _B: "BOOLEAN"}
-
-
-@dataclass(frozen=True)
-class _Read:
-    """How one source column is read: `typed` is the SQL giving the contract-typed value; when
-    `fallible`, a non-null source value may fail to convert (then `typed` is NULL and `ok`, the
-    type verdict, is FALSE)."""
-
-    typed: str
-    ok: str
-    fallible: bool
-
-
-def _read_column(q: str, family: str, kind: str) -> _Read:
-    """SQL reading quoted source column `q` of DuckDB type family `family` as contract `kind`."""
-    target = _DUCK_TARGET[kind]
-    if family == "null":
-        return _Read(f"CAST(NULL AS {target})", "TRUE", False)
-    native = {
-        _S: {"string", "int"},  # ids that look numeric (CSV sniffing) are still ids
-        _T: {"timestamp"},
-        _I: {"int"},
-        _F: {"int", "float"},
-        _B: {"bool"},
-    }[kind]
-    if family in native:
-        return _Read(f"CAST({q} AS {target})", "TRUE", False)
-    typed: str | None = None
-    if kind == _T and family == "string":
-        typed = f"TRY_CAST({q} AS TIMESTAMP)"
-    elif kind == _I and family in ("float", "string"):
-        d = f"TRY_CAST({q} AS DOUBLE)"
-        typed = f"CASE WHEN isfinite({d}) AND {d} = round({d}) THEN CAST({d} AS BIGINT) END"
-    elif kind == _F and family == "string":
-        typed = f"TRY_CAST({q} AS DOUBLE)"
-    elif kind == _B and family == "string":
-        typed = f"TRY_CAST({q} AS BOOLEAN)"
-    elif kind == _B and family == "int":
-        typed = f"CASE WHEN {q} IN (0, 1) THEN {q} = 1 END"
-    if typed is None:  # incompatible type: every non-null value breaks the type rule
-        return _Read(f"CAST(NULL AS {target})", f"{q} IS NULL", True)
-    return _Read(typed, f"({q} IS NULL OR ({typed}) IS NOT NULL)", True)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 _LABEL_CLASS = "_label_is_positive"
@@ -449,11 +346,14 @@ def _expectation(rule: ContractRule, cast_columns: Collection[str]):
 
 
 def _applicable_rules(
-    table: str, columns: Collection[str] | None, skip_rules: Collection[str] = ()
+    table: str,
+    columns: Collection[str] | None,
+    skip_rules: Collection[str] = (),
+    limits: Limits | None = None,
 ) -> list[ContractRule]:
     present = None if columns is None else set(columns)
     rules = []
-    for rule in contract_rules(table):
+    for rule in contract_rules(table, limits):
         if rule.rule in skip_rules:
             continue
         if present is not None and not set(rule.needs) <= present:
@@ -509,6 +409,8 @@ class RuleFailure:
         """One line naming table, column, rule, row count and a few example ids."""
         if self.rule == RULE_TABLE:
             return f"{self.table}: {self.rule} — no {self.table}.parquet or {self.table}.csv found"
+        if self.rule == RULE_ROWS:
+            return f"{self.table}: {self.rule} — the table is empty: nothing to train or score"
         text = f"{self.table}.{self.column}: {self.rule} — {self.n_rows} rows break it"
         if self.example_ids:
             text += f" (e.g. {', '.join(self.example_ids[:MAX_EXAMPLES])})"
@@ -713,7 +615,7 @@ class _TablePlan:
     table: str
     path: Path
     present: list[str]  # contract columns present in the file
-    reads: dict[str, _Read]
+    reads: dict[str, ColumnRead]
     rules: list[ContractRule]
     id_column: str | None
     sql: str
@@ -724,25 +626,32 @@ class _TablePlan:
 
 
 def _describe(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
-    rows = con.execute(f"DESCRIBE SELECT * FROM {scan_sql(path)}").fetchall()
-    return {row[0]: row[1] for row in rows}
+    """The stored types (the validator judges raw values; `scan_sql` reads the typed ones)."""
+    return describe_raw(path)
 
 
-def _flag_sql(rule: ContractRule, plan_reads: dict[str, _Read], as_of: pd.Timestamp | None) -> str:
+def _flag_sql(
+    rule: ContractRule, plan_reads: dict[str, ColumnRead], as_of: pd.Timestamp | None
+) -> str:
     """Boolean SQL, TRUE when a row keeps `rule` (over the typed subquery `t`)."""
-    col = f"t.{_quote(rule.column)}"
+    col = f"t.{quote_identifier(rule.column)}"
 
     def is_null(name: str) -> str:
         if name not in plan_reads:
             return "TRUE"
         if plan_reads[name].fallible:
-            return f"t.{_quote(_raw_null_column(name))} IS NULL"
-        return f"t.{_quote(name)} IS NULL"
+            return f"t.{quote_identifier(_raw_null_column(name))} IS NULL"
+        return f"t.{quote_identifier(name)} IS NULL"
 
     if rule.rule.startswith("type "):
-        return f"t.{_quote(rule.flag)}"
+        return f"t.{quote_identifier(rule.flag)}"
     if rule.rule == RULE_UNIQUE:
         return "_dup.k IS NULL"
+    if rule.rule == RULE_FINITE:
+        return f"({col} IS NULL OR isfinite({col}))"
+    if rule.rule.startswith("<= ") and rule.params:
+        # Non-finite values break the finite rule alone.
+        return f"({col} IS NULL OR NOT isfinite({col}) OR {col} <= {float(rule.params[0])!r})"
     if rule.rule == RULE_KNOWN:
         return f"({col} IS NULL OR _known.k IS NOT NULL)"
     if rule.rule == RULE_AS_OF:
@@ -768,31 +677,33 @@ def _plan_table(
     *,
     as_of: pd.Timestamp | None,
     known_sql: str | None,
+    limits: Limits | None = None,
 ) -> _TablePlan:
     """Work out which rules apply to a table file and the SQL that feeds its chunks."""
     types = _describe(con, path)
     spec = {c.name: c for c in CONTRACT[table]}
     present = [c for c in spec if c in types]
-    reads = {c: _read_column(_quote(c), _family(types[c]), spec[c].kind) for c in present}
+    reads = {
+        c: read_column(quote_identifier(c), column_family(types[c]), spec[c].kind) for c in present
+    }
     skip = []
     if as_of is None:
         skip.append(RULE_AS_OF)
     if known_sql is None:
         skip.append(RULE_KNOWN)
-    rules = _applicable_rules(table, present, skip)
+    rules = _applicable_rules(table, present, skip, limits)
     id_column = ID_COLUMNS[table] if ID_COLUMNS[table] in present else None
 
     inner = []
     for c in present:
-        inner.append(f"{reads[c].typed} AS {_quote(c)}")
+        inner.append(f"{reads[c].typed} AS {quote_identifier(c)}")
         if reads[c].fallible:
-            inner.append(
-                f"CASE WHEN {_quote(c)} IS NOT NULL THEN TRUE END AS {_quote(_raw_null_column(c))}"
-            )
+            raw_flag = quote_identifier(_raw_null_column(c))
+            inner.append(f"CASE WHEN {quote_identifier(c)} IS NOT NULL THEN TRUE END AS {raw_flag}")
     for r in rules:
         if r.kind == "flag" and r.rule.startswith("type "):
-            inner.append(f"{reads[r.column].ok} AS {_quote(r.flag)}")
-    scan = scan_sql(path)
+            inner.append(f"{reads[r.column].ok} AS {quote_identifier(r.flag)}")
+    scan = raw_scan_sql(path)
     # The chunks carry only what GX reads: values with value-level expectations, the id for
     # examples, and the helper flags. (Hashing and copying unused string columns is not free.)
     keep = {id_column} if id_column else set()
@@ -804,16 +715,17 @@ def _plan_table(
         if r.kind == "flag" and r.rule.startswith("type "):
             keep.add(r.flag)
     names = [*present, *(_raw_null_column(c) for c in present), *(r.flag for r in rules)]
-    select = [f"t.{_quote(n)}" for n in dict.fromkeys(names) if n in keep]
+    select = [f"t.{quote_identifier(n)}" for n in dict.fromkeys(names) if n in keep]
     joins = []
     for r in rules:
         if r.kind == "flag" and not r.rule.startswith("type "):
-            select.append(f"{_flag_sql(r, reads, as_of)} AS {_quote(r.flag)}")
+            select.append(f"{_flag_sql(r, reads, as_of)} AS {quote_identifier(r.flag)}")
         if r.rule == RULE_UNIQUE:
             key = reads[r.column].typed
             joins.append(
                 f"LEFT JOIN (SELECT {key} AS k FROM {scan} WHERE {key} IS NOT NULL "
-                f"GROUP BY 1 HAVING count(*) > 1) AS _dup ON t.{_quote(r.column)} = _dup.k"
+                f"GROUP BY 1 HAVING count(*) > 1) AS _dup "
+                f"ON t.{quote_identifier(r.column)} = _dup.k"
             )
         if r.rule == RULE_KNOWN:
             joins.append(f"LEFT JOIN ({known_sql}) AS _known ON t.customer_id = _known.k")
@@ -830,14 +742,16 @@ def _known_customers_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str | No
     if "customer_id" not in types:
         log.warning("customers has no customer_id column: 'present in customers' is not checked")
         return None
-    read = _read_column(_quote("customer_id"), _family(types["customer_id"]), _S)
+    read = read_column(quote_identifier("customer_id"), column_family(types["customer_id"]), _S)
     if read.fallible:
         log.warning(
             "customers.customer_id has type %s: 'present in customers' is not checked",
             types["customer_id"],
         )
         return None
-    return f"SELECT DISTINCT {read.typed} AS k FROM {scan_sql(path)} WHERE customer_id IS NOT NULL"
+    return (
+        f"SELECT DISTINCT {read.typed} AS k FROM {raw_scan_sql(path)} WHERE customer_id IS NOT NULL"
+    )
 
 
 def _chunks(con: duckdb.DuckDBPyConnection, sql: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -918,42 +832,24 @@ def _write_docs(
     failures: list[RuleFailure],
     rows: dict[str, int],
 ) -> Path:
-    """Write a GX Data Docs site under `docs_dir` with one merged validation result per table,
-    and `summary.html`, a plain page that needs no network (GX's index loads its list from
-    CDN scripts)."""
+    """Write the validation record under `docs_dir`: `summary.html`, our own page (every value
+    from the data HTML-escaped, no scripts, opens offline), and `results/<table>.json`, GX's
+    validation results as data.
+
+    GX's own Data Docs pages are not built: they print failing values unescaped (a value such
+    as `<img src=x onerror=...>` ran as script), so this page replaces them.
+    """
     docs_dir = Path(docs_dir).resolve()
-    docs_dir.mkdir(parents=True, exist_ok=True)
-    context = _context(
-        {
-            DOCS_SITE_NAME: {
-                "class_name": "SiteBuilder",
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            }
-        }
-    )
-    run_id = RunIdentifier(run_name=name, run_time=dt.datetime.now(dt.UTC))
+    results_dir = docs_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    links: dict[str, str] = {}
     for suite, result in runs:
-        suite = context.suites.add(
-            gx.ExpectationSuite(
-                name=suite.name,
-                expectations=[e.configuration for e in suite.expectations],
-                meta=suite.meta,
-            )
-        )
-        key = ValidationResultIdentifier(
-            expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite.name),
-            run_id=run_id,
-            batch_identifier=suite.name.removeprefix("contract."),
-        )
-        result.meta["run_id"] = run_id
-        context.validation_results_store.set(key, result)
-    context.build_data_docs(site_names=[DOCS_SITE_NAME])
-    _write_summary(docs_dir, name, runs, failures, rows)
-    return docs_dir / "index.html"
+        table = suite.name.removeprefix("contract.")
+        text = json.dumps(result.to_json_dict(), indent=1, sort_keys=True, default=str)
+        write_atomic(results_dir / f"{table}.json", lambda tmp, t=text: tmp.write_text(t))
+        links[table] = f"results/{table}.json"
+    _write_summary(docs_dir, name, runs, failures, rows, links)
+    return docs_dir / "summary.html"
 
 
 def _write_summary(
@@ -962,37 +858,47 @@ def _write_summary(
     runs: list[tuple[gx.ExpectationSuite, ExpectationSuiteValidationResult]],
     failures: list[RuleFailure],
     rows: dict[str, int],
+    links: dict[str, str],
 ) -> None:
+    esc = html.escape
     verdict = f"breaks {len(failures)} contract rules" if failures else "meets the data contract"
     lines = []
     for suite, result in runs:
         table = suite.name.removeprefix("contract.")
-        pages = sorted(docs_dir.glob(f"validations/**/{table}.html"))
-        link = (
-            f'<a href="{html.escape(pages[-1].relative_to(docs_dir).as_posix())}">GX result</a>'
-            if pages
-            else ""
-        )
+        link = f'<a href="{esc(links[table])}">GX results (JSON)</a>' if table in links else ""
         stats = result.statistics
         lines.append(
-            f"<tr><td>{html.escape(table)}</td><td>{rows.get(table, 0):,}</td>"
+            f"<tr><td>{esc(table)}</td><td>{rows.get(table, 0):,}</td>"
             f"<td>{stats.get('evaluated_expectations', 0)}</td>"
             f"<td>{stats.get('unsuccessful_expectations', 0)}</td><td>{link}</td></tr>"
         )
-    broken = "".join(f"<li>{html.escape(f.message())}</li>" for f in failures)
+    broken = "".join(
+        f"<tr><td>{esc(f.table)}</td><td>{esc(f.column)}</td><td>{esc(f.rule)}</td>"
+        f"<td>{f.n_rows:,}</td><td>{esc(', '.join(f.example_ids[:MAX_EXAMPLES]))}</td></tr>"
+        for f in failures
+    )
+    messages = "".join(f"<li>{esc(f.message())}</li>" for f in failures)
     page = (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>Data contract check: {html.escape(name)}</title>"
+        # No script may run on this page, whatever the data holds.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">"
+        f"<title>Data contract check: {esc(name)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:.3em .8em;text-align:left}</style></head><body>"
-        f"<h1>Data contract check: {html.escape(name)}</h1>"
+        f"<h1>Data contract check: {esc(name)}</h1>"
         f"<p>The dataset {verdict}.</p>"
         "<table><tr><th>table</th><th>rows checked</th><th>expectations</th><th>broken</th>"
         f"<th>details</th></tr>{''.join(lines)}</table>"
-        + (f"<h2>Broken rules</h2><ul>{broken}</ul>" if broken else "")
+        + (
+            "<h2>Broken rules</h2><table><tr><th>table</th><th>column</th><th>rule</th>"
+            f"<th>rows</th><th>example ids</th></tr>{broken}</table><ul>{messages}</ul>"
+            if failures
+            else ""
+        )
         + "</body></html>"
     )
-    write_atomic(docs_dir / "summary.html", lambda tmp: tmp.write_text(page))
+    write_atomic(docs_dir / "summary.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1003,17 +909,106 @@ def _resolve_as_of(dataset_dir: Path, as_of: pd.Timestamp | None) -> pd.Timestam
     """The as_of to check events against; None when it is the latest event time (then no event
     can lie after it)."""
     if as_of is None:
-        value = read_manifest(dataset_dir).get("as_of")
-        if not value:
+        as_of = manifest_as_of(dataset_dir)
+        if as_of is None:
             log.info(
                 "no as_of in manifest.json: as_of is the latest event time, nothing can be after it"
             )
             return None
-        as_of = pd.Timestamp(value)
     as_of = pd.Timestamp(as_of)
     if as_of.tzinfo is not None:
         as_of = as_of.tz_convert("UTC").tz_localize(None)
     return as_of
+
+
+def _check_readable(con: duckdb.DuckDBPyConnection, path: Path, present: list[str]) -> None:
+    """Read every contract column of a file to the end through the one reader (`scan_sql`).
+
+    The GX chunks carry only the columns their rules need, and DuckDB skips the others; a
+    corrupt page in a column the features read would otherwise pass validation.
+    """
+    digests = [f"bit_xor(hash({quote_identifier(c)}))" for c in present] or ["0"]
+    with reading(path):
+        con.execute(f"SELECT count(*), {', '.join(digests)} FROM {scan_sql(path)}").fetchall()
+
+
+@dataclass
+class _StampKinds:
+    """How the stamps of one timestamp column are written: naive, with an offset, or both."""
+
+    table: str
+    column: str
+    path: Path
+    id_column: str | None
+    naive: int
+    offset: int
+    offset_sql: str  # SQL: TRUE for a row whose stamp carries an offset
+
+
+def _stamp_kinds(
+    con: duckdb.DuckDBPyConnection, table: str, path: Path, types: dict[str, str]
+) -> list[_StampKinds]:
+    """Count naive and offset stamps per timestamp column (dates are neither: no time of day)."""
+    out = []
+    id_column = ID_COLUMNS[table] if ID_COLUMNS[table] in types else None
+    for col in CONTRACT[table]:
+        if col.kind != _T or col.name not in types:
+            continue
+        q = quote_identifier(col.name)
+        family = column_family(types[col.name])
+        if family == "timestamptz":
+            offset_sql, naive_sql = f"{q} IS NOT NULL", "FALSE"
+        elif family == "timestamp" and types[col.name].upper() != "DATE":
+            offset_sql, naive_sql = "FALSE", f"{q} IS NOT NULL"
+        elif family == "string":
+            text = f"trim(CAST({q} AS VARCHAR))"
+            offset_sql = f"coalesce(regexp_matches({text}, '{OFFSET_PATTERN}'), FALSE)"
+            naive_sql = (
+                f"coalesce(NOT regexp_matches({text}, '{OFFSET_PATTERN}') "
+                f"AND regexp_matches({text}, '[0-9][T ][0-9]'), FALSE)"
+            )
+        else:
+            continue
+        with reading(path):
+            naive, offset = con.execute(
+                f"SELECT count(*) FILTER ({naive_sql}), count(*) FILTER ({offset_sql}) "
+                f"FROM {raw_scan_sql(path)}"
+            ).fetchall()[0]
+        out.append(_StampKinds(table, col.name, path, id_column, naive, offset, offset_sql))
+    return out
+
+
+def _time_model_failures(
+    con: duckdb.DuckDBPyConnection, kinds: list[_StampKinds]
+) -> list[RuleFailure]:
+    """One time model per dataset: naive stamps and stamps with offsets must not mix. The
+    minority kind is reported (with example ids), column by column."""
+    naive = sum(k.naive for k in kinds)
+    offset = sum(k.offset for k in kinds)
+    if not naive or not offset:
+        return []
+    minority_offset = offset <= naive
+    failures = []
+    for k in kinds:
+        n = k.offset if minority_offset else k.naive
+        if not n:
+            continue
+        where = k.offset_sql if minority_offset else f"NOT ({k.offset_sql})"
+        where += f" AND {quote_identifier(k.column)} IS NOT NULL"
+        examples: list[str] = []
+        if k.id_column is not None:
+            with reading(k.path):
+                examples = [
+                    str(row[0])
+                    for row in con.execute(
+                        f"SELECT {quote_identifier(k.id_column)} FROM {raw_scan_sql(k.path)} "
+                        f"WHERE {where} LIMIT {MAX_EXAMPLES}"
+                    ).fetchall()
+                ]
+        kind = "with a UTC offset" if minority_offset else "naive"
+        rule = f"{RULE_TIME_MODEL} ({n} {kind} among {naive + offset} stamps)"
+        failures.append(RuleFailure(k.table, k.column, rule, n, examples))
+    return failures
 
 
 def validate_dataset(
@@ -1023,12 +1018,15 @@ def validate_dataset(
     chunk_rows: int = 2_000_000,
     as_of: pd.Timestamp | None = None,
     tables: Collection[str] | None = None,
+    limits: Limits | None = None,
 ) -> ValidationReport:
     """Check every table of a raw dataset folder against the data contract.
 
     Tables are streamed in chunks of `chunk_rows` rows; cross-row rules are computed by DuckDB.
-    With `docs_dir`, GX Data Docs (index.html) are written there. `tables` limits the check to
-    some tables (default: all six); `as_of` overrides the manifest's.
+    With `docs_dir`, the summary page (summary.html) and the GX results (results/*.json) are
+    written there. `tables` limits the check to some tables (default: all six); `as_of`
+    overrides the manifest's; `limits` gives the plausible ranges (settings `validation.max_*`).
+    A file that cannot be read to the end raises DatasetError naming it.
     """
     dataset_dir = Path(dataset_dir)
     if chunk_rows < 1:
@@ -1050,24 +1048,26 @@ def validate_dataset(
     as_of = _resolve_as_of(dataset_dir, as_of)
     context = _context()
     context.data_sources.add_pandas("churnml")
-    with duckdb.connect() as con:
-        try:
-            con.execute("SET TimeZone = 'UTC'")
-        except duckdb.Error:  # no ICU: TIMESTAMPTZ casts then use the default zone
-            log.debug("could not set the DuckDB time zone to UTC")
+    stamp_kinds: list[_StampKinds] = []
+    with connect() as con:
         known_sql = _known_customers_sql(con, customers_path)
         for table in (t for t in TABLES if t in wanted):
             path = table_path(dataset_dir, table)
             if path is None:
                 log.info("%s: no %s table (optional), skipped", dataset_dir.name, table)
                 continue
-            plan = _plan_table(con, table, path, as_of=as_of, known_sql=known_sql)
+            plan = _plan_table(con, table, path, as_of=as_of, known_sql=known_sql, limits=limits)
             runner = _SuiteRunner(context, table, plan.rules, plan.cast_columns, plan.id_column)
             t0 = time.perf_counter()
-            for i, chunk in enumerate(_prefetched(_chunks(con, plan.sql, chunk_rows))):
-                runner.run(chunk)
-                log.info("validated %s chunk %d: %s rows so far", table, i + 1, f"{runner.rows:,}")
+            with reading(path), Progress(f"validating {table}", unit="rows") as bar:
+                for chunk in _prefetched(_chunks(con, plan.sql, chunk_rows)):
+                    runner.run(chunk)
+                    bar.update(len(chunk))
+            _check_readable(con, path, plan.present)
+            stamp_kinds += _stamp_kinds(con, table, path, _describe(con, path))
             rows[table] = runner.rows
+            if table == "customers" and runner.rows == 0:
+                failures.append(RuleFailure(table, "*", RULE_ROWS, 0, []))
             table_failures = runner.failures()
             failures.extend(table_failures)
             log.info(
@@ -1081,6 +1081,7 @@ def validate_dataset(
             merged = runner.merged_result()
             if docs_dir is not None and merged is not None:
                 runs.append((runner.suite, merged))
+        failures.extend(_time_model_failures(con, stamp_kinds))
     docs_path = None
     if docs_dir is not None:
         docs_path = _write_docs(docs_dir, dataset_dir.name, runs, failures, rows)
@@ -1152,13 +1153,15 @@ class ScoresInvalid(RuntimeError):
 
 SCORES_REQUIRED = tuple(c for c in contract.SCORE_COLUMNS if c not in contract.SCORE_NULLABLE)
 RULE_ELIGIBLE = "one row per eligible customer"
+RULE_FINITE_SCORE = "finite (no inf)"
 
 
 def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationReport:
     """Check batch-scoring output before it is published (GX suite on the scores table).
 
     Required columns present and non-null, probabilities in [0, 1], value tiers A-D, revenue at
-    risk >= 0, customer ids unique, and exactly one row per eligible customer. Raises
+    risk >= 0, no infinite number in any column, customer ids unique, and exactly one row per
+    eligible customer. Raises
     ScoresInvalid when a rule breaks.
     """
     table = "scores"
@@ -1192,8 +1195,15 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
             contract.VALUE_TIERS,
         ),
     ]
+    numeric = [c for c in scores.columns if pd.api.types.is_float_dtype(scores[c])]
+    rules += [ContractRule(table, c, RULE_FINITE_SCORE, "flag", (c,)) for c in numeric]
     rules = [r for r in rules if set(r.needs) <= set(scores.columns)]
     frame = scores.copy()
+    for r in rules:
+        if r.rule == RULE_FINITE_SCORE:
+            # NaN is a missing value (the not-null rules judge it); inf is never a number to
+            # publish: it tops every ranking by revenue at risk.
+            frame[r.flag] = ~np.isinf(frame[r.column].to_numpy(dtype=float))
     expected = set(expected_ids.astype(str))
     eligible_flag = next(r.flag for r in rules if r.rule == RULE_ELIGIBLE)
     frame[eligible_flag] = frame["customer_id"].astype(str).isin(expected)
@@ -1213,3 +1223,12 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
             log.error("scores contract: %s", failure.message())
         raise ScoresInvalid(report)
     return report
+
+
+def validation_limits(settings) -> Limits:
+    """The plausible ranges from the `validation` settings (config.ValidationConfig)."""
+    return Limits(
+        max_amount=float(settings.max_amount),
+        max_call_duration_s=int(settings.max_call_duration_s),
+        max_volume_mb=float(settings.max_volume_mb),
+    )

@@ -13,9 +13,9 @@ from pipeline_runs import run_pipeline
 from churnml.config import compose_config
 from churnml.errors import NoEligibleCustomersError, RunLockedError
 from churnml.features.reasons import reason_problems
-from churnml.io import DatasetError
+from churnml.io import DatasetError, output_lock
 from churnml.jobs import run_scoring, scoring_folder
-from churnml.scoring import SCORE_COLUMNS, scoring_lock
+from churnml.scoring import SCORE_COLUMNS
 from churnml.tracking import NoChampionError
 
 pytestmark = pytest.mark.slow
@@ -97,13 +97,13 @@ def test_crash_while_writing_leaves_the_earlier_file(trained_project, tiny_datas
     with pytest.raises(OSError, match="disk full"):
         run_scoring(cfg)
     assert _digest(first.scores_path) == digest
-    assert not [p for p in first.scores_path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in first.scores_path.parent.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_second_run_for_the_same_date_is_locked_out(trained_project, tiny_dataset):
     cfg = _score_config(trained_project, tiny_dataset, "scoring.date=2024-10-01")
     folder = scoring_folder(cfg, pd.Timestamp("2024-10-01"))
-    with scoring_lock(folder), pytest.raises(RunLockedError):
+    with output_lock(folder), pytest.raises(RunLockedError):
         run_scoring(cfg)
 
 

@@ -19,7 +19,14 @@ import pandas as pd
 
 from churnml.features.params import FAMILY_NAMES, FeatureParams
 from churnml.features.registry import FeatureDef, feature_definitions
-from churnml.io import scan_sql, table_columns, table_path
+from churnml.io import (
+    connect,
+    quote_identifier,
+    scan_sql,
+    sql_string,
+    table_columns,
+    table_path,
+)
 from churnml.progress import progress
 
 log = logging.getLogger(__name__)
@@ -89,31 +96,11 @@ class Context:
         return sorted(needed | set(always))
 
     def scan(self, table: str, columns: list[str], where: str | None = None) -> str:
-        """A subquery reading only `columns` of `table` (ids as VARCHAR, times as TIMESTAMP),
-        filtered inside the scan so Parquet row groups are skipped."""
-        path = self.paths[table]
-        cols = list(dict.fromkeys(columns))
-        if path.suffix == ".csv":
-            ids = [c for c in self.columns[table] if c.endswith("_id")]
-            types = ", ".join(f"'{c}': 'VARCHAR'" for c in ids)
-            quoted = str(path).replace("'", "''")
-            src = (
-                f"read_csv('{quoted}', header=true, auto_detect=true, sample_size=-1"
-                + (f", types={{{types}}}" if ids else "")
-                + ")"
-            )
-        else:
-            src = scan_sql(path)
-        inner = f"SELECT {', '.join(cols)} FROM {src}" + (f" WHERE {where}" if where else "")
-        outer = []
-        for c in cols:
-            if c.endswith("_id"):
-                outer.append(f"CAST({c} AS VARCHAR) AS {c}")
-            elif c.endswith("_at") or c in ("commitment_end", "period_start"):
-                outer.append(f"CAST({c} AS TIMESTAMP) AS {c}")
-            else:
-                outer.append(c)
-        return f"(SELECT {', '.join(outer)} FROM ({inner}))"
+        """A subquery reading only `columns` of `table` through the one reader (`io.scan_sql`:
+        contract types, ids as VARCHAR, stamps as naive UTC), filtered on the typed values."""
+        cols = [quote_identifier(c) for c in dict.fromkeys(columns)]
+        src = scan_sql(self.paths[table])
+        return f"(SELECT {', '.join(cols)} FROM {src}" + (f" WHERE {where}" if where else "") + ")"
 
     def time_range(self, column: str, lookback_days: int) -> str:
         """Scan filter keeping rows of [min cutoff - lookback, max cutoff)."""
@@ -136,13 +123,13 @@ def measures_sql(defs: list[FeatureDef], measures: dict) -> str:
 
 
 def _open(params: FeatureParams) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
+    con = connect()  # session time zone UTC: results never depend on the server's zone
     if params.duckdb_threads:
         con.execute(f"SET threads = {int(params.duckdb_threads)}")
     if params.duckdb_memory_limit:
-        con.execute(f"SET memory_limit = '{params.duckdb_memory_limit}'")
+        con.execute(f"SET memory_limit = {sql_string(params.duckdb_memory_limit)}")
     if params.duckdb_temp_dir:
-        con.execute(f"SET temp_directory = '{params.duckdb_temp_dir}'")
+        con.execute(f"SET temp_directory = {sql_string(params.duckdb_temp_dir)}")
     con.execute("SET preserve_insertion_order = false")
     return con
 

@@ -12,13 +12,12 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import pandas as pd
 
 from churnml.features.engine import Context
 from churnml.features.params import FeatureParams
 from churnml.features.registry import slug
-from churnml.io import table_columns, table_path
+from churnml.io import connect, table_columns, table_path
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +46,7 @@ def resolve_feature_params(
         log.info("features: calls lacks %s, no per-operator shares", sorted(_NEEDED - columns))
         return replace(params)
     cutoff = pd.Timestamp(cutoff)
-    con = duckdb.connect()
+    con = connect()  # UTC session, as every reader (io.connect)
     try:
         ctx = Context(
             con=con,
