@@ -22,6 +22,7 @@ def _score(root: Path, dataset: Path, output: Path, *overrides: str) -> pd.DataF
         [
             f"paths.root_dir={root}",
             f"data.path={dataset}",
+            "data.name=tiny",  # the trained project's model: churnml_tiny
             f"scoring.output_dir={output}",
             *overrides,
         ],
