@@ -29,7 +29,7 @@ from churnml.model import (
     TrainingError,
     as_sklearn_frame,
 )
-from churnml.progress import Progress, lightgbm_callback
+from churnml.progress import Progress, lightgbm_callback, progress
 from churnml.sampling import Fold, customer_half
 
 __all__ = [
@@ -295,7 +295,7 @@ def fit_rolling(
     models that never saw those cutoffs, as the refit's scores at a future date will be.
     """
     fits: list[FoldFit] = []
-    for index, fold in enumerate(folds, start=1):
+    for index, fold in enumerate(progress(folds, "out-of-time folds", unit="folds"), start=1):
         train, validation, test = fold_rows(frame, fold)
         log.info("fold %d/%d: %s", index, len(folds), fold.describe())
         fitted = train_model(train, validation, feature_columns, model, seed)
