@@ -196,3 +196,19 @@ def test_durations_read_as_people_say_them():
 )
 def test_the_rules_catch_the_texts_of_issue_15(bad):
     assert reason_problems(bad)
+
+
+def test_per_operator_columns_of_an_explained_model_get_their_reason_text():
+    """Per-operator shares exist only for the competitors chosen at training time."""
+    from types import SimpleNamespace
+
+    from churnml.explain import _note_competitors, _reason_text
+    from churnml.features.calls import slug
+    from churnml.features.reasons import reason_problems
+
+    column = f"voice_out_share_to_{slug('Blue Mobile')}_change_30d_vs_prev60d"
+    _note_competitors(SimpleNamespace(settings={"features": {"competitors": ["Blue Mobile"]}}))
+    assert _reason_text(column, -0.0044) is None  # a fall is no reason to leave
+    text = _reason_text(column, 0.12)
+    assert text == "share of calls to Blue Mobile up 12 points in the last 30 days"
+    assert reason_problems(text) == []

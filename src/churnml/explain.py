@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import Attribution
-from churnml.features import CAUSE_FAMILIES, FeatureSpec, feature_spec
+from churnml.features import CAUSE_FAMILIES, FeatureParams, FeatureSpec, feature_spec
 from churnml.features.reasons import format_money, humanize_days, trend_words
 from churnml.model import ChurnModel, as_sklearn_frame
 from churnml.progress import progress
@@ -37,13 +37,34 @@ ATTRIBUTION_METHODS = tuple(method.value for method in Attribution)
 PATH_CHUNK_ROWS = 100_000
 
 
-@cache
+# Operators that models explained in this process gave their own columns to (per-operator
+# share features exist only for the competitors chosen at training time).
+_COMPETITORS: set[str] = set()
+
+
 def _spec(feature: str) -> FeatureSpec | None:
     """The registry entry of a feature; None for columns outside it (snapshot datasets)."""
+    return _spec_for(feature, tuple(sorted(_COMPETITORS)))
+
+
+@cache
+def _spec_for(feature: str, competitors: tuple[str, ...]) -> FeatureSpec | None:
     try:
         return feature_spec(feature)
     except KeyError:
+        pass
+    if not competitors:
         return None
+    try:
+        return feature_spec(feature, FeatureParams(competitors=list(competitors)))
+    except KeyError:
+        return None
+
+
+def _note_competitors(model: ChurnModel) -> None:
+    """Make the model's per-operator columns known to the reason texts and cause families."""
+    settings = getattr(model, "settings", {}) or {}
+    _COMPETITORS.update((settings.get("features") or {}).get("competitors") or [])
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,7 @@ def _column_causes(model: ChurnModel) -> dict[str, str]:
 
 def shap_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributions:
     """Exact TreeSHAP values (linear SHAP for the logistic baseline)."""
+    _note_competitors(model)
     prepared = model.spec.prepare(features)
     columns = model.spec.columns
     if model.kind == "lightgbm":
@@ -112,6 +134,7 @@ def path_contributions(model: ChurnModel, features: pd.DataFrame) -> Contributio
 
     The base value is the count-weighted expected output of the trees, the same as TreeSHAP's.
     """
+    _note_competitors(model)
     prepared = model.spec.prepare(features)
     if model.kind != "lightgbm":
         values, base = _linear_contributions(model, prepared)

@@ -33,19 +33,24 @@ def _run(command: list[str], cwd: Path, timeout: int = 900) -> subprocess.Comple
     return done
 
 
+# Top-level folders of a working checkout that are no part of the package's sources.
+CHECKOUT_ONLY = {".git", ".venv", "data", "logs", "mlruns", "reports", "build", "dist"}
+
+
+def _project_outputs(folder: str, names: list[str]) -> set[str]:
+    """copytree filter: leave out the checkout's own outputs, at the top level only."""
+    if Path(folder) != ROOT:
+        return {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+    return {n for n in names if n in CHECKOUT_ONLY or n == "mlflow.db" or n.endswith(".egg-info")}
+
+
 @pytest.fixture(scope="module")
 def installed_wheel(tmp_path_factory) -> Path:
     """A fresh venv with the churnml wheel installed; returns its bin folder."""
     tmp = tmp_path_factory.mktemp("wheel")
     # Built from a copy: setuptools writes build/ and egg-info beside the sources.
     source = tmp / "source"
-    shutil.copytree(
-        ROOT,
-        source,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "data", "logs", "mlruns", "mlflow.db", "reports", "build", "*.egg-info"
-        ),
-    )
+    shutil.copytree(ROOT, source, ignore=_project_outputs)
     _run(
         [
             sys.executable,
@@ -62,7 +67,12 @@ def installed_wheel(tmp_path_factory) -> Path:
     )
     wheel = next(tmp.glob("churnml-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "churnml/conf/train.yaml" in names and "churnml/conf/model/lightgbm.yaml" in names
+    shipped = {n for n in names if n.startswith("churnml/conf/") and n.endswith(".yaml")}
+    in_checkout = {
+        f"churnml/{p.relative_to(ROOT / 'src' / 'churnml').as_posix()}"
+        for p in (ROOT / "src" / "churnml" / "conf").rglob("*.yaml")
+    }
+    assert shipped == in_checkout
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp)
     site = Path(
