@@ -63,7 +63,14 @@ def test_second_run_is_challenger_and_promoted_only_when_better(
     assert second.promoted == better
 
 
-@pytest.mark.parametrize("rule", BROKEN_RULES, ids=lambda r: r.id)
+# tests/test_validation.py proves the validator finds every rule in Parquet and CSV; here one
+# rule of each kind shows that the training job stops on it before writing anything.
+ONE_RULE_PER_KIND: dict[str, object] = {}
+for _rule in BROKEN_RULES:
+    ONE_RULE_PER_KIND.setdefault(_rule.rule, _rule)
+
+
+@pytest.mark.parametrize("rule", list(ONE_RULE_PER_KIND.values()), ids=lambda r: r.id)
 def test_broken_contract_rule_stops_before_anything_is_written(
     rule, make_train_config, tmp_path: Path
 ):
