@@ -55,7 +55,7 @@ def stage_train(dataset: Path, root: Path) -> dict:
     from churnml.sampling import eligible_customers
     from churnml.training import train_model
 
-    cfg = _config("train", root, dataset)
+    cfg = _config("train", root, dataset, "model=lightgbm")  # auto resolves to it on events
     as_of = dataset_as_of(dataset)
     cutoff = (as_of - pd.Timedelta(days=cfg.label.horizon_days)).normalize()
     customers = read_table(dataset, "customers")

@@ -202,7 +202,7 @@ def test_fixed_categories_handle_unseen_levels(data):
 
 def test_same_config_and_seed_give_the_same_model(data):
     train, validation, test = data
-    settings = compose_config("train", ["run_dir=/tmp/unused"]).model
+    settings = compose_config("train", ["run_dir=/tmp/unused", "model=lightgbm"]).model
     first = train_model(train, validation, FEATURES, settings, seed=5)
     second = train_model(train, validation, FEATURES, settings, seed=5)
     np.testing.assert_array_equal(first.predict_proba(test), second.predict_proba(test))
