@@ -798,14 +798,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         raise DatasetError(f"unknown data.kind {cfg.data.kind!r}: use events or snapshot")
     _timed("validate", timings, started)
 
-    with (
-        tracking.mlflow_run(
-            cfg.tracking,
-            run_name=f"train-{cfg.data.name}",
-            tags={"job": "train", "dataset": cfg.data.name},
-        ) as run_id,
-        _failure_recorded("training"),
-    ):
+    with _job_run(cfg, "train") as run_id:
         tracking.log_params(asdict(cfg))
         tracking.set_tags({"dataset_fingerprint": fingerprint})
         if validation is not None:
@@ -1028,28 +1021,26 @@ def run_scoring(cfg: ScoreConfig) -> ScoreResult:
     written to a temporary name and renamed, so a crash leaves the previous files intact.
     The MLflow run covers the whole job: a failed run is recorded as FAILED with its exit code.
     """
-    with (
-        tracking.mlflow_run(
-            cfg.tracking,
-            run_name=f"score-{cfg.data.name}",
-            tags={"job": "score", "dataset": cfg.data.name},
-        ) as run_id,
-        _failure_recorded("scoring"),
-    ):
+    with _job_run(cfg, "score") as run_id:
         return _score(cfg, run_id)
 
 
 @contextmanager
-def _failure_recorded(job: str) -> Iterator[None]:
-    """Tag the active MLflow run with the exit code and error of a failing job (MLflow itself
-    marks the run FAILED as the exception leaves it)."""
-    try:
-        yield
-    except BaseException as error:
-        code = exit_code_for(error)
-        tracking.set_tags({"exit_code": int(code), "error": f"{type(error).__name__}: {error}"})
-        log.error("%s failed (exit %d): %s", job, int(code), error)
-        raise
+def _job_run(cfg: TrainConfig | ScoreConfig, job: str) -> Iterator[str]:
+    """The job's MLflow run; a failure leaves it FAILED, tagged with its exit code and error
+    (MLflow marks the status as the exception leaves the run)."""
+    with tracking.mlflow_run(
+        cfg.tracking,
+        run_name=f"{job}-{cfg.data.name}",
+        tags={"job": job, "dataset": cfg.data.name},
+    ) as run_id:
+        try:
+            yield run_id
+        except BaseException as error:
+            code = exit_code_for(error)
+            tracking.set_tags({"exit_code": int(code), "error": f"{type(error).__name__}: {error}"})
+            log.error("%s failed (exit %d): %s", job, int(code), error)
+            raise
 
 
 def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
