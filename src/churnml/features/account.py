@@ -5,6 +5,7 @@ for plan changes and `bills`/`payments` for revenue)."""
 from __future__ import annotations
 
 from churnml.contract import VALUE_TIERS
+from churnml.features.dialect import Dialect
 from churnml.features.params import FeatureParams
 from churnml.features.registry import FamilyBuilder, FeatureDef, Measure
 
@@ -235,7 +236,11 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
 
 
 def value_tier_sql(
-    revenue: str, cuts: list[float], partition: str = "cutoff", weight: str = "weight"
+    revenue: str,
+    cuts: list[float],
+    partition: str = "cutoff",
+    weight: str = "weight",
+    dialect: Dialect | None = None,
 ) -> str:
     """The value tier (A, B, C, D) of each row by revenue among the rows of its partition.
 
@@ -248,7 +253,8 @@ def value_tier_sql(
     cuts = sorted(cuts)
     if len(cuts) != len(VALUE_TIERS) - 1:
         raise ValueError(f"value_tier_cuts needs {len(VALUE_TIERS) - 1} cuts, got {cuts}")
-    order = f"ORDER BY {revenue} DESC NULLS LAST, md5(CAST(customer_id AS VARCHAR))"
+    text = (dialect or Dialect()).text_type()
+    order = f"ORDER BY {revenue} DESC NULLS LAST, md5(CAST(customer_id AS {text}))"
     ahead = (
         f"(sum({weight}) OVER (PARTITION BY {partition} {order}"
         f" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) - {weight})"
@@ -260,12 +266,14 @@ def value_tier_sql(
     return f"CASE WHEN {revenue} IS NULL THEN NULL {whens} ELSE '{VALUE_TIERS[-1]}' END"
 
 
-def final_expr(defn: FeatureDef, columns: set[str], params: FeatureParams) -> str | None:
+def final_expr(
+    defn: FeatureDef, columns: set[str], params: FeatureParams, dialect: Dialect | None = None
+) -> str | None:
     """Features computed over the joined families: life-cycle stage and value tier."""
     if defn.spec.name == "value_tier":
         if "revenue_3m" not in columns:
             return None
-        return value_tier_sql("revenue_3m", params.value_tier_cuts)
+        return value_tier_sql("revenue_3m", params.value_tier_cuts, dialect=dialect)
     if defn.spec.name == "lifecycle_stage":
         if "tenure_days" not in columns:
             return None

@@ -463,9 +463,7 @@ def _operators(ctx, lookback: int) -> list[str]:
         ["peer_operator"],
         ctx.time_range("started_at", lookback) + " AND peer_operator IS NOT NULL",
     )
-    rows = ctx.con.execute(
-        f"SELECT DISTINCT peer_operator FROM {scan} ORDER BY 1 LIMIT {MAX_OPERATORS}"
-    ).fetchall()
+    rows = ctx.rows(f"SELECT DISTINCT peer_operator FROM {scan} ORDER BY 1 LIMIT {MAX_OPERATORS}")
     ops = [r[0] for r in rows]
     ctx._calls_operators = ops
     return ops

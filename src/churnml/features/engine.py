@@ -2,8 +2,9 @@
 cutoff of the spine at once, results joined back onto the spine as pandas.
 
 Portability: family SQL uses only ANSI aggregates, CASE, window functions, `max_by` and the
-few engine-specific functions behind `Dialect` (seconds between timestamps, hour, weekend,
-timestamp literals). A Spark runner supplies another `Dialect` and runs the same text.
+few engine-specific constructs behind `Dialect` (features/dialect.py). The Spark engine
+(churnml.spark.features) runs the same text through a `SparkDialect` and a `Context` whose
+tables are Spark views.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from churnml.features.dialect import Dialect
 from churnml.features.params import FAMILY_NAMES, FeatureParams
 from churnml.features.registry import FeatureDef, feature_definitions
 from churnml.io import (
@@ -34,43 +36,13 @@ log = logging.getLogger(__name__)
 DAY_S = 86400
 
 
-class Dialect:
-    """The engine-specific SQL snippets (DuckDB here; Spark equivalents in comments)."""
-
-    def seconds_between(self, start: str, end: str) -> str:
-        # Spark: unix_timestamp(end) - unix_timestamp(start)
-        return f"(epoch({end}) - epoch({start}))"
-
-    def hour(self, ts: str) -> str:
-        return f"hour({ts})"  # Spark: hour(ts)
-
-    def is_weekend(self, ts: str) -> str:
-        return f"(isodow({ts}) >= 6)"  # Spark: dayofweek(ts) IN (1, 7)
-
-    def minus_days(self, ts: str, days: int) -> str:
-        return f"({ts} - INTERVAL '{int(days)}' DAY)"  # ANSI, Spark too
-
-    def timestamp(self, value: pd.Timestamp) -> str:
-        return f"TIMESTAMP '{pd.Timestamp(value).isoformat(sep=' ')}'"
-
-    def year(self, ts: str) -> str:
-        return f"year({ts})"
-
-    def materialized(self) -> str:
-        """CTE hint: compute a CTE used several times once (Spark: cache it instead)."""
-        return "MATERIALIZED "
-
-    def hash64(self, value: str) -> str:
-        """A 64-bit hash: grouping and joining on it beats doing so on strings (collisions
-        between two ids have a probability around 1e-19 per pair)."""
-        return f"hash({value})"  # Spark: xxhash64(value)
-
-
 @dataclass
 class Context:
-    """What a family's SQL builder needs: tables present, their columns, the cutoff range."""
+    """What a family's SQL builder needs: tables present, their columns, the cutoff range,
+    and how to run a statement on the engine (DuckDB here; churnml.spark.features overrides
+    `table_sql`, `rows`, `create_table` and `table_columns` for Spark)."""
 
-    con: duckdb.DuckDBPyConnection
+    con: duckdb.DuckDBPyConnection | None
     params: FeatureParams
     dataset_dir: Path
     min_cutoff: pd.Timestamp
@@ -98,9 +70,32 @@ class Context:
     def scan(self, table: str, columns: list[str], where: str | None = None) -> str:
         """A subquery reading only `columns` of `table` through the one reader (`io.scan_sql`:
         contract types, ids as VARCHAR, stamps as naive UTC), filtered on the typed values."""
-        cols = [quote_identifier(c) for c in dict.fromkeys(columns)]
-        src = scan_sql(self.paths[table])
+        cols = [self.quote(c) for c in dict.fromkeys(columns)]
+        src = self.table_sql(table)
         return f"(SELECT {', '.join(cols)} FROM {src}" + (f" WHERE {where}" if where else "") + ")"
+
+    # Engine hooks -------------------------------------------------------------------------
+    def quote(self, name: str) -> str:
+        return quote_identifier(name)
+
+    def table_sql(self, table: str) -> str:
+        """What a raw table is read from, with contract types (a subquery or a view name)."""
+        return scan_sql(self.paths[table])
+
+    def rows(self, sql: str) -> list[tuple]:
+        """Run a small query (a few rows: never a raw table) and return its rows."""
+        return self.con.execute(self.dialect.finalize(sql)).fetchall()
+
+    def create_table(self, name: str, sql: str) -> None:
+        """Make the result of `sql` available to later statements as `name`."""
+        self.con.execute(f"CREATE TEMP TABLE {name} AS {self.dialect.finalize(sql)}")
+
+    def table_columns(self, name: str) -> list[str]:
+        return [r[0] for r in self.con.execute(f"DESCRIBE {name}").fetchall()]
+
+    def table_rows(self, name: str) -> int | None:
+        """Rows of a created table, for the log (None where counting would cost a job)."""
+        return self.con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
 
     def time_range(self, column: str, lookback_days: int) -> str:
         """Scan filter keeping rows of [min cutoff - lookback, max cutoff)."""
@@ -236,39 +231,13 @@ def build_features(
                 ctx.paths[table] = path
                 ctx.columns[table] = set(table_columns(path))
         modules = _family_modules()
-        all_defs = feature_definitions(params)
         built: list[tuple[str, list[FeatureDef], list[str]]] = []
-        families = [f for f in FAMILY_NAMES if f in params.families]
-        for family in progress(families, "feature families", unit="families"):
-            module = modules[family]
-            defs = [d for d in all_defs if d.family == family]
-            missing = [t for t in module.REQUIRED_TABLES if not ctx.has_table(t)]
-            if missing:
-                log.info(
-                    "features %s: skipped, table %s not found in %s",
-                    family,
-                    " and ".join(missing),
-                    dataset_dir,
-                )
-                continue
-            t0 = time.perf_counter()
-            defs = available_definitions(ctx, defs)
-            sql = module.build_sql(ctx, defs)
-            if sql is None:
-                continue
-            con.execute(f"CREATE TEMP TABLE f_{family} AS {sql}")
-            cols = [r[0] for r in con.execute(f"DESCRIBE f_{family}").fetchall()]
-            n = con.execute(f"SELECT count(*) FROM f_{family}").fetchone()[0]
-            log.info(
-                "features %s: %d features, %d rows, %.1f s",
-                family,
-                len(defs),
-                n,
-                time.perf_counter() - t0,
-            )
-            built.append((family, defs, cols))
+        for family, defs, sql, t0 in family_queries(ctx, modules, str(dataset_dir)):
+            built.append(build_family(ctx, family, defs, sql, t0))
         t0 = time.perf_counter()
-        result = _join_families(ctx, built, modules)
+        sql, order, kinds = final_query(ctx, built, modules, ["_row"])
+        log.debug("features final query: %s", sql)
+        result = _to_frame(con.execute(sql).fetchnumpy(), order, kinds)
         log.info("features joined onto the spine in %.1f s", time.perf_counter() - t0)
     finally:
         con.close()
@@ -283,70 +252,118 @@ def build_features(
     return out
 
 
-def _join_families(ctx: Context, built: list, modules: dict) -> pd.DataFrame:
-    """Left-join every family onto the spine, apply the no-event fill and the final-stage
-    features, and return the feature columns in registry order (spine order of rows)."""
+def family_queries(ctx: Context, modules: dict, where: str):
+    """(family, its available definitions, its SQL, start time) for each family to build."""
+    all_defs = feature_definitions(ctx.params)
+    families = [f for f in FAMILY_NAMES if f in ctx.params.families]
+    for family in progress(families, "feature families", unit="families"):
+        module = modules[family]
+        defs = [d for d in all_defs if d.family == family]
+        missing = [t for t in module.REQUIRED_TABLES if not ctx.has_table(t)]
+        if missing:
+            log.info(
+                "features %s: skipped, table %s not found in %s",
+                family,
+                " and ".join(missing),
+                where,
+            )
+            continue
+        t0 = time.perf_counter()
+        defs = available_definitions(ctx, defs)
+        sql = module.build_sql(ctx, defs)
+        if sql is None:
+            continue
+        yield family, defs, sql, t0
+
+
+def build_family(ctx: Context, family: str, defs: list[FeatureDef], sql: str, t0: float):
+    """Create the family's table `f_<family>` (one row per key) and log it."""
+    ctx.create_table(f"f_{family}", sql)
+    cols = ctx.table_columns(f"f_{family}")
+    n = ctx.table_rows(f"f_{family}")
+    log.info(
+        "features %s: %d features, %s rows, %.1f s",
+        family,
+        len(defs),
+        "?" if n is None else n,
+        time.perf_counter() - t0,
+    )
+    return family, defs, cols
+
+
+def final_query(
+    ctx: Context, built: list, modules: dict, carry: list[str]
+) -> tuple[str, list[str], dict[str, str]]:
+    """The query left-joining every family onto the spine (`spine_kid`: one row per spine row
+    with its key `kid`), with the no-event fill and the final-stage features, feature columns
+    in registry order after the spine columns `carry`. Returns it, the feature names and their
+    kinds. Ranked final-stage features (the value tier) are created as tables `w_<name>`."""
+    d = ctx.dialect
     joins, inner = [], []
     present: set[str] = set()
     stage2: list[FeatureDef] = []
     for family, defs, cols in built:
         joins.append(f"LEFT JOIN f_{family} USING (kid)")
         colset = set(cols)
-        for d in defs:
-            if d.needs_features:
-                stage2.append(d)
+        for f in defs:
+            if f.needs_features:
+                stage2.append(f)
                 continue
-            if d.spec.name not in colset:
+            if f.spec.name not in colset:
                 continue
-            if d.fill is None or d.spec.kind == "categorical":
-                inner.append(d.spec.name)
+            if f.fill is None or f.spec.kind == "categorical":
+                inner.append(f.spec.name)
             else:
-                inner.append(f"coalesce({d.spec.name}, {float(d.fill)}) AS {d.spec.name}")
-            present.add(d.spec.name)
+                inner.append(f"coalesce({f.spec.name}, {float(f.fill)}) AS {f.spec.name}")
+            present.add(f.spec.name)
         for c in cols:
             if c.startswith("_"):
                 inner.append(c)
                 present.add(c)
     finals: dict[str, str] = {}
-    for d in stage2:
-        expr = modules[d.family].final_expr(d, present | set(finals), ctx.params)
+    for f in stage2:
+        expr = _final_expr(modules[f.family], f, present | set(finals), ctx)
         if expr is None:
             continue
         if " OVER " in expr:
             # Ranked over the customers of each cutoff: computed on a narrow table of the
             # distinct (customer, cutoff) keys, not over the wide joined rows.
-            needed = [c for c in d.needs_features if c in present]
+            needed = [c for c in f.needs_features if c in present]
             cols = ", ".join(
                 next(x for x in inner if x == c or x.endswith(f" AS {c}")) for c in needed
             )
-            ctx.con.execute(
-                f"CREATE TEMP TABLE w_{d.spec.name} AS SELECT kid, {expr} AS {d.spec.name}"
+            ctx.create_table(
+                f"w_{f.spec.name}",
+                f"SELECT kid, {expr} AS {f.spec.name}"
                 f" FROM (SELECT k.kid, k.customer_id, k.cutoff, k.weight, {cols}"
-                f" FROM keys k {' '.join(joins)})"
+                f" FROM keys k {' '.join(joins)})",
             )
-            joins.append(f"LEFT JOIN w_{d.spec.name} USING (kid)")
-            finals[d.spec.name] = d.spec.name
+            joins.append(f"LEFT JOIN w_{f.spec.name} USING (kid)")
+            finals[f.spec.name] = f.spec.name
         else:
-            finals[d.spec.name] = expr
+            finals[f.spec.name] = expr
     all_defs = feature_definitions(ctx.params)
-    order = [d.spec.name for d in all_defs if d.spec.name in present or d.spec.name in finals]
-    kinds = {d.spec.name: d.spec.kind for d in all_defs}
-    select = ["_row"]
+    order = [f.spec.name for f in all_defs if f.spec.name in present or f.spec.name in finals]
+    kinds = {f.spec.name: f.spec.kind for f in all_defs}
+    select = list(carry)
     for name in order:
         expr = finals.get(name, name)
         if kinds[name] == "categorical":
-            select.append(f"CAST({expr} AS VARCHAR) AS {name}")
+            select.append(f"CAST({expr} AS {d.text_type()}) AS {name}")
         else:
-            # NaN rather than NULL: numpy arrays without masks come straight out.
-            select.append(f"coalesce(CAST({expr} AS DOUBLE), CAST('NaN' AS DOUBLE)) AS {name}")
+            select.append(f"{d.feature_value(expr)} AS {name}")
     inner += [f"w_{n}.{n}" for n in finals if f"LEFT JOIN w_{n} USING (kid)" in joins]
+    spine_cols = "".join(f", s.{c}" for c in dict.fromkeys([*carry, "cutoff"]))
     sql = (
-        f"WITH j AS (SELECT s._row, s.cutoff"
+        f"WITH j AS (SELECT {spine_cols[2:]}"
         f"{''.join(', ' + c for c in inner)} FROM spine_kid s {' '.join(joins)})\n"
         f"SELECT {', '.join(select)} FROM j"
     )
-    log.debug("features final query: %s", sql)
-    return _to_frame(ctx.con.execute(sql).fetchnumpy(), order, kinds)
+    return d.finalize(sql), order, kinds
+
+
+def _final_expr(module, defn: FeatureDef, columns: set[str], ctx: Context) -> str | None:
+    return module.final_expr(defn, columns, ctx.params, ctx.dialect)
 
 
 def _to_frame(cols: dict, order: list[str], kinds: dict[str, str]) -> pd.DataFrame:

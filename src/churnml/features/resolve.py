@@ -57,19 +57,33 @@ def resolve_feature_params(
             paths={"calls": path},
             columns={"calls": columns},
         )
-        scan = ctx.scan(
-            "calls",
-            ["started_at", "kind", "direction", "duration_s", "peer_operator"],
-            ctx.time_range("started_at", params.competitor_lookback_days)
-            + " AND peer_operator IS NOT NULL",
-        )
-        rows = con.execute(
-            "SELECT CAST(peer_operator AS VARCHAR) AS op, sum(duration_s) AS seconds"
-            f" FROM {scan} WHERE kind = 'voice' AND direction = 'out'"
-            " GROUP BY 1 ORDER BY seconds DESC, op"
-        ).fetchall()
+        rows = operator_minutes(ctx)
     finally:
         con.close()
+    return choose_competitors(params, rows, cutoff)
+
+
+def operator_minutes(ctx: Context) -> list[tuple]:
+    """(operator, outgoing voice seconds) in the lookback before the context's cutoff, most
+    called first: the same query on either engine (`ctx.rows` returns a few rows)."""
+    scan = ctx.scan(
+        "calls",
+        ["started_at", "kind", "direction", "duration_s", "peer_operator"],
+        ctx.time_range("started_at", ctx.params.competitor_lookback_days)
+        + " AND peer_operator IS NOT NULL",
+    )
+    return ctx.rows(
+        f"SELECT CAST(peer_operator AS {ctx.dialect.text_type()}) AS op,"
+        " sum(duration_s) AS seconds"
+        f" FROM {scan} WHERE kind = 'voice' AND direction = 'out'"
+        " GROUP BY 1 ORDER BY seconds DESC, op"
+    )
+
+
+def choose_competitors(
+    params: FeatureParams, rows: list[tuple], cutoff: pd.Timestamp
+) -> FeatureParams:
+    """`params` with the `competitor_top_k` operators of `rows` (distinct slugs)."""
     chosen: list[str] = []
     slugs: set[str] = set()
     for op, _ in rows:

@@ -219,15 +219,18 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     if plan:
         # Fee before each plan change: the customer's previous change, else the fee last seen
         # (anyone's change to that plan) before the event; both only look backwards in time.
+        # Changes at the same instant are ordered by their values, so the row ids and the
+        # previous fee are the same on every engine and every run (pcs is read twice).
+        order = "occurred_at, to_plan_id, from_plan_id, monthly_fee"
         ctes.append(
             f"pcs AS {d.materialized()}(SELECT"
-            " row_number() OVER (ORDER BY customer_id, occurred_at) AS pid,"
+            f" row_number() OVER (ORDER BY customer_id, {order}) AS pid,"
             " customer_id, occurred_at, from_plan_id, to_plan_id, monthly_fee,"
-            " lag(monthly_fee) OVER (PARTITION BY customer_id ORDER BY occurred_at) AS prev_own"
+            f" lag(monthly_fee) OVER (PARTITION BY customer_id ORDER BY {order}) AS prev_own"
             " FROM t WHERE kind = 'plan_change')"
         )
         ctes.append(
-            "lk AS (SELECT pid, is_set, last_value(fee IGNORE NULLS) OVER (PARTITION BY plan"
+            f"lk AS (SELECT pid, is_set, {d.last_value_ignore_nulls('fee')} OVER (PARTITION BY plan"
             " ORDER BY occurred_at, is_set ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)"
             " AS plan_fee FROM (SELECT pid, to_plan_id AS plan, occurred_at, 1 AS is_set,"
             " monthly_fee AS fee FROM pcs UNION ALL SELECT pid, from_plan_id, occurred_at, 0,"

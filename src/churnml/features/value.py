@@ -163,9 +163,9 @@ def value_ctes(ctx, cheapest: bool) -> list[str]:
         " coalesce(a.vo_min_30, 0) AS mins, coalesce(a.data_mb_30, 0) AS mb"
         " FROM vfee f LEFT JOIN agg a USING (kid)"
         " WHERE f.vfm_fee IS NOT NULL AND f.payment_type IS NOT NULL)",
-        # Spark: percentile_approx(mins, q) instead of quantile_cont.
-        "vcap AS (SELECT cutoff, payment_type, plan_id, median(fee) AS fee,"
-        f" quantile_cont(mins, {q}) AS mins_cap, quantile_cont(mb, {q}) AS mb_cap FROM vuse"
+        # Exact, interpolated quantiles on both engines (DuckDB quantile_cont, Spark percentile).
+        f"vcap AS (SELECT cutoff, payment_type, plan_id, {d.quantile('fee', 0.5)} AS fee,"
+        f" {d.quantile('mins', q)} AS mins_cap, {d.quantile('mb', q)} AS mb_cap FROM vuse"
         f" GROUP BY cutoff, payment_type, plan_id HAVING count(*) >= {least})",
         "vcheap AS (SELECT u.kid, min(c.fee) AS vfm_cheapest FROM vuse u JOIN vcap c"
         " ON c.cutoff = u.cutoff AND c.payment_type = u.payment_type"
