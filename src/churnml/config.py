@@ -174,6 +174,23 @@ class ValidationConfig:
 
 
 @dataclass
+class SparkConfig:
+    """The Spark session and where the raw tables are (features.engine / scoring.engine spark).
+
+    Under spark-submit, Databricks or a notebook the active session is used as it is, and
+    `master` and `conf` are ignored (the cluster's settings win; `spark.sql.session.timeZone`
+    is set to UTC in any case). `tables` maps a contract table to any Spark path or to
+    `catalog:<db>.<table>`; a table not named is read from `<data.path>/<table>.parquet`
+    (or .csv). docs/spark.md has the settings for each kind of cluster.
+    """
+
+    master: str | None = None
+    app_name: str = "churnml"
+    conf: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
