@@ -204,6 +204,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     # The retention playbook, so the loss-driver report can say what to do about each cause.
     scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig())
+    spark: SparkConfig = field(default_factory=SparkConfig)
     seed: int = 42
     run_dir: str = MISSING
 
@@ -247,6 +248,9 @@ class ScoringConfig:
     # any other dataset's to <output_dir>/dataset=<name>/scoring_date=<date>/.
     production_dataset: str = "telco_sim"
     currency: str = ""  # set from data.currency by conf/scoring/default.yaml
+    # duckdb: one machine; spark: features and scores on the Spark session (`spark` settings,
+    # docs/spark.md), written partitioned by scoring_date with the same checks and moves.
+    engine: str = "duckdb"
 
 
 @dataclass
@@ -257,6 +261,7 @@ class ScoreConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    spark: SparkConfig = field(default_factory=SparkConfig)
     run_dir: str = MISSING
 
 

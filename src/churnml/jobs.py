@@ -534,6 +534,7 @@ def _register(
             "dataset": cfg.data.name,
             "data_kind": cfg.data.kind,
             "model_kind": cfg.model.name,
+            "feature_engine": cfg.features.engine,
             "features": str(len(model.feature_names)),
             "promotion_decision": decision.reason,
             **{k: f"{metrics[k]:.4f}" for k in HEADLINE_METRICS if k in metrics},
@@ -585,8 +586,20 @@ def promote_by_hand(cfg: TrainConfig, version: str, reason: str) -> str:
     )
 
 
-def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) -> PreparedData:
-    timings: dict[str, float] = {}
+def _sample_and_features(
+    cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp, timings: dict[str, float]
+) -> tuple[Sample, pd.DataFrame, list[str]]:
+    """The labelled sample and its training frame, on the engine `features.engine` names."""
+    if cfg.features.engine == "spark":
+        from churnml.spark.training import training_frame_on_spark
+
+        started = time.perf_counter()
+        sample, cfg.features, frame, feature_columns = training_frame_on_spark(cfg, as_of)
+        tracking.log_frame(sample.summary, "sample/summary.csv")
+        _timed("features", timings, started)
+        if not feature_columns:
+            raise TrainingError("no features could be built from the dataset's tables")
+        return sample, frame, feature_columns
     started = time.perf_counter()
     sample = sample_customers(dataset_dir, cfg.label, cfg.sampling, cfg.seed, as_of=as_of)
     tracking.log_frame(sample.summary, "sample/summary.csv")
@@ -603,10 +616,17 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
         else sample.rows.loc[sample.rows["split"] == "train", "cutoff"].max()
     )
     cfg.features = resolve_feature_params(dataset_dir, cfg.features, latest_train_cutoff)
-    if cfg.features.competitors:
-        log.info("per-operator features for: %s", ", ".join(cfg.features.competitors))
     frame, feature_columns = build_training_frame(dataset_dir, sample, cfg)
     _timed("features", timings, started)
+    return sample, frame, feature_columns
+
+
+def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) -> PreparedData:
+    timings: dict[str, float] = {}
+    sample, frame, feature_columns = _sample_and_features(cfg, dataset_dir, as_of, timings)
+    if cfg.features.competitors:
+        log.info("per-operator features for: %s", ", ".join(cfg.features.competitors))
+    tracking.set_tags({"feature_engine": cfg.features.engine})
     tracking.log_metrics(timings)
     if sample.folds:
         cutoff = pd.to_datetime(frame["cutoff"])
@@ -985,15 +1005,19 @@ def longest_window_days(params: FeatureParams) -> int:
 
 
 def _check_history(
-    dataset_dir: Path, scoring_date: pd.Timestamp, params: FeatureParams, allow_short: bool
+    dataset_dir: Path | dict[str, pd.Timestamp],
+    scoring_date: pd.Timestamp,
+    params: FeatureParams,
+    allow_short: bool,
 ) -> str | None:
     """Refuse (or, when allowed, warn about) a date the features cannot see enough before.
 
     The history is that of the event table that starts last: bills may go back further than
-    the call records, but the call features are only as good as the calls kept.
+    the call records, but the call features are only as good as the calls kept. `dataset_dir`
+    is the dataset, or its tables' first event times (the Spark engine computes them).
     """
     needed = longest_window_days(params)
-    starts = event_table_starts(dataset_dir)
+    starts = dataset_dir if isinstance(dataset_dir, dict) else event_table_starts(dataset_dir)
     if not starts:
         return None
     table, start = max(starts.items(), key=lambda item: item[1])
@@ -1044,6 +1068,10 @@ def _job_run(cfg: TrainConfig | ScoreConfig, job: str) -> Iterator[str]:
 
 
 def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
+    if cfg.scoring.engine == "spark":
+        from churnml.spark.jobs import score_on_spark
+
+        return score_on_spark(cfg, run_id)
     timings: dict[str, float] = {}
     run_dir = Path(cfg.run_dir)
     dataset_dir = require_dataset(cfg.data.path)

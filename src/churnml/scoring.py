@@ -20,7 +20,7 @@ import pandas as pd
 
 from churnml.config import ActionRule, Attribution, EvaluationConfig, ScoringConfig
 from churnml.contract import SCORE_COLUMNS
-from churnml.explain import cause_label, contributions, customer_reasons, shap_contributions
+from churnml.explain import cause_label, contributions, customer_reasons
 from churnml.features import FeatureParams
 from churnml.features.account import value_tier_sql
 from churnml.features.reasons import reason_problems
@@ -61,12 +61,17 @@ CONTACT_COLUMNS = (
 PSI_BINS = 10
 
 
-def risk_bands(probability: np.ndarray) -> np.ndarray:
+def risk_bands(probability: np.ndarray, customer_id: np.ndarray | None = None) -> np.ndarray:
     """Decile bands of the score distribution: "R01" is the riskiest 10 %, "R10" the safest.
 
-    "R" for risk, so a band never reads like a value tier (A-D).
+    "R" for risk, so a band never reads like a value tier (A-D). Equal probabilities are
+    ordered by customer id when ids are given (the same bands whatever the rows' order, on
+    either engine), else by position.
     """
-    order = np.argsort(-probability, kind="stable")
+    if customer_id is None:
+        order = np.argsort(-probability, kind="stable")
+    else:
+        order = np.lexsort((np.asarray(customer_id).astype(str), -probability))
     ranks = np.empty(len(probability), dtype=np.int64)
     ranks[order] = np.arange(len(probability))
     decile = np.minimum(ranks * 10 // max(len(probability), 1), 9) + 1
@@ -178,6 +183,131 @@ def choose_actions(
     return apply_playbook(main_cause, tier, rules, default_action, "", features)["action"]
 
 
+# The per-customer columns `score_rows` gives (each row depends on that customer alone).
+ROW_COLUMNS = (
+    "customer_id",
+    "churn_probability",
+    "value_tier",
+    "revenue_at_risk",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "main_cause",
+    "reason_method",
+    "monthly_revenue",
+    "expected_profit",
+    "action",
+    "script",
+)
+# What the exact reasons of the customers at the top of the call lists replace.
+REASON_COLUMNS = (
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "main_cause",
+    "reason_method",
+    "action",
+    "script",
+)
+
+
+def score_rows(
+    model: ChurnModel,
+    features: pd.DataFrame,
+    settings: ScoringConfig,
+    decision: EvaluationConfig,
+    tier: np.ndarray | None = None,
+    exact: bool = False,
+) -> pd.DataFrame:
+    """The columns of each customer's score that depend on that customer alone (`ROW_COLUMNS`):
+    probability, money, reasons, main cause and the playbook's action. The one scoring
+    function of both engines: the Spark engine runs it on each partition (mapInPandas).
+
+    `tier`: the value tiers when the features lack `value_tier` (they rank customers against
+    each other, so the caller computes them); `exact`: reasons from exact SHAP values whatever
+    `settings.attribution` says (the top of the call lists).
+    """
+    probability = model.predict_proba(features)
+    revenue_column = settings.revenue_feature
+    if revenue_column in features:
+        revenue = pd.to_numeric(features[revenue_column], errors="coerce").to_numpy(float)
+    else:
+        revenue = np.full(len(features), np.nan)
+    if tier is None:
+        tier = features["value_tier"].astype(object).to_numpy()
+    horizon_months = model.settings.get("label", {}).get("horizon_days", 60) / DAYS_PER_MONTH
+    revenue_at_risk = probability * np.nan_to_num(revenue, nan=0.0) * horizon_months
+    value_kept = np.nan_to_num(revenue, nan=0.0) * decision.months_kept
+    expected_profit = (
+        probability * decision.save_rate * (value_kept - decision.offer_cost)
+        - decision.contact_cost
+    )
+    started = time.perf_counter()
+    method = Attribution.treeshap if exact else settings.attribution
+    approximate = method == Attribution.path and model.kind == "lightgbm"
+    reasons = customer_reasons(
+        contributions(model, features, method), top_n=3, currency=settings.currency
+    )
+    reasons["reason_method"] = "path" if approximate else "shap"
+    log.info(
+        "reasons (%s) for %d customers in %.1f s",
+        method.value,
+        len(reasons),
+        time.perf_counter() - started,
+    )
+    _log_reason_problems(reasons)
+    main_cause = reasons["main_cause"].fillna("none").astype(str)
+    frame = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"].astype(str).to_numpy(),
+            "churn_probability": probability,
+            "value_tier": tier,
+            "revenue_at_risk": revenue_at_risk,
+            "reason_1": reasons["reason_1"].to_numpy(),
+            "reason_2": reasons["reason_2"].to_numpy(),
+            "reason_3": reasons["reason_3"].to_numpy(),
+            "main_cause": main_cause.to_numpy(),
+            "reason_method": reasons["reason_method"].to_numpy(),
+            "monthly_revenue": revenue,
+            "expected_profit": expected_profit,
+        }
+    )
+    playbook = apply_playbook(
+        frame["main_cause"],
+        frame["value_tier"],
+        settings.actions,
+        settings.default_action,
+        settings.default_script,
+        features.reset_index(drop=True),
+    )
+    frame["action"] = playbook["action"].to_numpy()
+    frame["script"] = playbook["script"].to_numpy()
+    return frame
+
+
+def needs_exact_reasons(model: ChurnModel, settings: ScoringConfig) -> bool:
+    """Whether the customers at the top of the call lists get exact SHAP reasons."""
+    approximate = settings.attribution == Attribution.path and model.kind == "lightgbm"
+    return approximate and settings.exact_reasons_rows > 0
+
+
+def finish_scores(
+    rows: pd.DataFrame, scoring_date: pd.Timestamp, model_name: str, model_version: str, run_id: str
+) -> pd.DataFrame:
+    """The published scores table from `score_rows` output: risk bands over all customers,
+    the model's identity, the priority order."""
+    frame = rows.assign(
+        scoring_date=pd.Timestamp(scoring_date),
+        risk_band=risk_bands(
+            rows["churn_probability"].to_numpy(float), rows["customer_id"].to_numpy()
+        ),
+        model_name=model_name,
+        model_version=str(model_version),
+        run_id=run_id,
+    )
+    return rank_by_priority(frame)[[*SCORE_COLUMNS, *EXTRA_COLUMNS]]
+
+
 def score_frame(
     model: ChurnModel,
     features: pd.DataFrame,
@@ -193,86 +323,41 @@ def score_frame(
     With path attributions, the customers at the top of the call lists (by revenue at risk and
     by expected profit) still get reasons from exact SHAP values: `reason_method` says which.
     """
-    probability = model.predict_proba(features)
-    revenue_column = settings.revenue_feature
-    if revenue_column in features:
-        revenue = pd.to_numeric(features[revenue_column], errors="coerce").to_numpy(float)
-    else:
-        revenue = np.full(len(features), np.nan)
-    if "value_tier" in features:
-        tier = features["value_tier"].astype(object).to_numpy()
-    else:
+    tier = None
+    if "value_tier" not in features:
         cuts = FeatureParams(**model.settings.get("features", {})).value_tier_cuts
+        revenue = (
+            pd.to_numeric(features[settings.revenue_feature], errors="coerce").to_numpy(float)
+            if settings.revenue_feature in features
+            else np.full(len(features), np.nan)
+        )
         tier = value_tiers(revenue, features["customer_id"].to_numpy(), cuts)
-    horizon_months = model.settings.get("label", {}).get("horizon_days", 60) / DAYS_PER_MONTH
-    revenue_at_risk = probability * np.nan_to_num(revenue, nan=0.0) * horizon_months
-    value_kept = np.nan_to_num(revenue, nan=0.0) * decision.months_kept
-    expected_profit = (
-        probability * decision.save_rate * (value_kept - decision.offer_cost)
-        - decision.contact_cost
-    )
-    customer_id = features["customer_id"].astype(str).to_numpy()
-    started = time.perf_counter()
-    currency = settings.currency
-    reasons = customer_reasons(
-        contributions(model, features, settings.attribution), top_n=3, currency=currency
-    )
-    approximate = settings.attribution == Attribution.path and model.kind == "lightgbm"
-    reasons["reason_method"] = "path" if approximate else "shap"
-    log.info(
-        "reasons (%s) for %d customers in %.1f s",
-        settings.attribution.value,
-        len(reasons),
-        time.perf_counter() - started,
-    )
-    if approximate and settings.exact_reasons_rows > 0:
+    rows = score_rows(model, features, settings, decision, tier)
+    if needs_exact_reasons(model, settings):
         started = time.perf_counter()
         top = _top_of_call_lists(
-            customer_id, probability, revenue_at_risk, expected_profit, settings.exact_reasons_rows
+            rows["customer_id"].to_numpy(),
+            rows["churn_probability"].to_numpy(),
+            rows["revenue_at_risk"].to_numpy(),
+            rows["expected_profit"].to_numpy(),
+            settings.exact_reasons_rows,
         )
-        exact = customer_reasons(
-            shap_contributions(model, features.iloc[top]), top_n=3, currency=currency
+        exact = score_rows(
+            model,
+            features.iloc[top],
+            settings,
+            decision,
+            None if tier is None else tier[top],
+            exact=True,
         )
-        exact["reason_method"] = "shap"
-        reasons.iloc[top] = exact[reasons.columns].to_numpy()
+        positions = [rows.columns.get_loc(c) for c in REASON_COLUMNS]
+        rows.iloc[top, positions] = exact[list(REASON_COLUMNS)].to_numpy()
         log.info(
             "reasons from exact SHAP for the %d customers at the top of the call lists in %.1f s",
             len(top),
             time.perf_counter() - started,
         )
-    _log_reason_problems(reasons)
-    main_cause = reasons["main_cause"].fillna("none").astype(str)
-    frame = pd.DataFrame(
-        {
-            "scoring_date": pd.Timestamp(scoring_date),
-            "customer_id": customer_id,
-            "churn_probability": probability,
-            "risk_band": risk_bands(probability),
-            "value_tier": tier,
-            "revenue_at_risk": revenue_at_risk,
-            "reason_1": reasons["reason_1"].to_numpy(),
-            "reason_2": reasons["reason_2"].to_numpy(),
-            "reason_3": reasons["reason_3"].to_numpy(),
-            "model_name": model_name,
-            "model_version": str(model_version),
-            "run_id": run_id,
-            "main_cause": main_cause.to_numpy(),
-            "reason_method": reasons["reason_method"].to_numpy(),
-            "monthly_revenue": revenue,
-            "expected_profit": expected_profit,
-        }
-    )
-    playbook = apply_playbook(
-        frame["main_cause"],
-        frame["value_tier"],
-        settings.actions,
-        settings.default_action,
-        settings.default_script,
-        features,
-    )
-    frame["action"] = playbook["action"].to_numpy()
-    frame["script"] = playbook["script"].to_numpy()
-    return rank_by_priority(frame)[[*SCORE_COLUMNS, *EXTRA_COLUMNS]]
+    return finish_scores(rows, scoring_date, model_name, model_version, run_id)
 
 
 def _log_reason_problems(reasons: pd.DataFrame) -> None:
@@ -433,6 +518,25 @@ def contact_list(scores: pd.DataFrame, size: int, currency: str = "") -> pd.Data
     return out[list(CONTACT_COLUMNS)]
 
 
+def stability_edges(reference: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:
+    """The bin edges of the population stability index: deciles of the finite reference."""
+    reference = reference[np.isfinite(reference)]
+    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
+    if len(edges) >= 2:
+        edges[0], edges[-1] = -np.inf, np.inf
+    return edges
+
+
+def stability_from_counts(reference: np.ndarray, edges: np.ndarray, counts: np.ndarray) -> float:
+    """PSI from the current values' histogram over `edges` (computed anywhere: numpy here,
+    each Spark partition in the Spark engine, then added up)."""
+    reference = reference[np.isfinite(reference)]
+    expected = np.histogram(reference, edges)[0] / len(reference)
+    actual = counts / counts.sum()
+    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
+    return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
 def population_stability(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
     """Population stability index of `current` against `reference` (deciles of the reference).
 
@@ -442,31 +546,42 @@ def population_stability(reference: np.ndarray, current: np.ndarray, bins: int =
     current = current[np.isfinite(current)]
     if len(reference) == 0 or len(current) == 0:
         return float("nan")
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
+    edges = stability_edges(reference, bins)
     if len(edges) < 2:
         return 0.0 if np.allclose(current, reference[0]) else float("inf")
-    edges[0], edges[-1] = -np.inf, np.inf
-    expected = np.histogram(reference, edges)[0] / len(reference)
-    actual = np.histogram(current, edges)[0] / len(current)
-    expected, actual = np.clip(expected, 1e-4, None), np.clip(actual, 1e-4, None)
-    return float(np.sum((actual - expected) * np.log(actual / expected)))
+    return stability_from_counts(reference, edges, np.histogram(current, edges)[0])
 
 
 def monitor_population(
     model: ChurnModel, features: pd.DataFrame, probability: np.ndarray, settings: ScoringConfig
 ) -> dict:
     """PSI of the score and of the model's most important numeric features vs training."""
+
+    def current(name: str) -> np.ndarray:
+        if name == "churn_probability":
+            return np.asarray(probability, dtype=float)
+        return pd.to_numeric(features[name], errors="coerce").to_numpy(float)
+
+    return monitoring_report(
+        model,
+        settings,
+        lambda name, reference: population_stability(reference, current(name)),
+    )
+
+
+def monitoring_report(model: ChurnModel, settings: ScoringConfig, psi) -> dict:
+    """The monitoring report, with `psi(column, reference values)` computing each index (on
+    pandas, or on Spark without bringing the scores to the driver)."""
     report: dict = {"threshold": settings.psi_threshold, "psi": {}, "warnings": []}
     if model.reference is None:
         report["warnings"].append("the model carries no training reference: PSI not computed")
         return report
-    report["psi"]["churn_probability"] = population_stability(
-        model.reference["probability"].to_numpy(float), probability
+    report["psi"]["churn_probability"] = psi(
+        "churn_probability", model.reference["probability"].to_numpy(float)
     )
     for column in _top_numeric_features(model, settings.psi_top_features):
-        report["psi"][column] = population_stability(
-            pd.to_numeric(model.reference[column], errors="coerce").to_numpy(float),
-            pd.to_numeric(features[column], errors="coerce").to_numpy(float),
+        report["psi"][column] = psi(
+            column, pd.to_numeric(model.reference[column], errors="coerce").to_numpy(float)
         )
     for name, value in report["psi"].items():
         if value > settings.psi_threshold:

@@ -26,6 +26,7 @@ MODELS = ("auto", "lightgbm", "logreg")
 SCHEMES = ("rolling", "single_split")
 LABEL_KINDS = ("termination", "inactivity")
 DATA_KINDS = ("events", "snapshot")
+ENGINES = ("duckdb", "spark")  # features.engine, scoring.engine
 
 
 class _Checker:
@@ -111,6 +112,7 @@ def _check_train(c: _Checker, cfg) -> None:
     c.check("data.cv_folds", data.cv_folds, lambda v: v == 0 or v >= 2, "0 (off) or >= 2")
     c.number("data.cv_repeats", data.cv_repeats, 1)
     c.one_of("label.kind", label.kind, LABEL_KINDS)
+    c.one_of("features.engine", cfg.features.engine, ENGINES)
     c.number("label.horizon_days", label.horizon_days, 0, 3660, strict_low=True)
     c.number("label.gap_days", label.gap_days, 0, 3660)
     for reason in label.reasons:
@@ -142,6 +144,7 @@ def _check_train(c: _Checker, cfg) -> None:
 
 
 def _check_score(c: _Checker, cfg) -> None:
+    c.one_of("scoring.engine", cfg.scoring.engine, ENGINES)
     sc = cfg.scoring
     c.date("scoring.date", sc.date)
     c.check(

@@ -7,23 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from spark_settings import TEST_SPARK
 
-from churnml.config import SparkConfig
 from churnml.simulate import SimulationParams, simulate_dataset
 
-# Small shuffles and no UI: the tests' tables hold thousands of rows, not millions.
-TEST_SPARK = SparkConfig(
-    master="local[2]",
-    app_name="churnml-tests",
-    conf={
-        "spark.ui.enabled": "false",
-        "spark.sql.shuffle.partitions": "2",
-        "spark.default.parallelism": "2",
-        "spark.sql.adaptive.coalescePartitions.enabled": "true",
-        "spark.driver.memory": "1g",
-        "spark.ui.showConsoleProgress": "false",
-    },
-)
 SIM_2K = SimulationParams(
     name="sim2k", n_customers=2_000, n_months=12, seed=11, calls_per_month=20.0
 )

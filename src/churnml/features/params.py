@@ -46,6 +46,9 @@ class FeatureParams:
     lifecycle_exit_days_before_commitment_end: int = 60
     lifecycle_exit_days_after_commitment_end: int = 30
     lifecycle_decline_trend: float = -0.3
+    # Where the families' SQL runs: duckdb (one machine) or spark (the `spark` settings; the
+    # same SQL through churnml.spark.features, the same values). Recorded with the model.
+    engine: str = "duckdb"
     duckdb_threads: int | None = None
     duckdb_memory_limit: str | None = None
     duckdb_temp_dir: str | None = None

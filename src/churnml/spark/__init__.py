@@ -6,8 +6,6 @@ modules import pyspark when used, so the DuckDB engine never needs it. See docs/
 
 from __future__ import annotations
 
-ENGINES = ("duckdb", "spark")
-
 
 def require_pyspark():
     """The pyspark module, or a clear error saying how to install it."""

@@ -224,13 +224,26 @@ def build_features_spark(
     return result
 
 
-def feature_kinds(frame: DataFrame) -> dict[str, str]:
+def feature_kinds(frame: DataFrame, exclude: tuple[str, ...] = ()) -> dict[str, str]:
     """Feature column -> numeric or categorical, from a Spark feature table's schema."""
     return {
         f.name: "categorical" if f.dataType.simpleString() == "string" else "numeric"
         for f in frame.schema.fields
-        if f.name not in ("customer_id", "cutoff", "_row")
+        if f.name not in ("customer_id", "cutoff", "_row", *exclude)
     }
+
+
+def typed_features(local: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
+    """Feature columns of a collected Spark frame as the DuckDB engine types them: numeric
+    float64 with NaN, categorical pandas `category`."""
+    cols = {}
+    for name, kind in kinds.items():
+        if kind == "numeric":
+            cols[name] = pd.to_numeric(local[name], errors="coerce").to_numpy(dtype=float)
+        else:
+            values = local[name].astype(object).where(local[name].notna(), None)
+            cols[name] = pd.Categorical(np.asarray(values, dtype=object))
+    return pd.DataFrame(cols, index=local.index)
 
 
 def features_to_pandas(frame: DataFrame, spine: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -249,16 +262,4 @@ def features_to_pandas(frame: DataFrame, spine: pd.DataFrame | None = None) -> p
     )
     if len(out) != len(local):
         raise RuntimeError(f"Spark returned {len(local)} feature rows for {len(out)} spine rows")
-    numeric = [c for c, k in kinds.items() if k == "numeric"]
-    block = pd.DataFrame(
-        {c: pd.to_numeric(local[c], errors="coerce").to_numpy(dtype=float) for c in numeric},
-        index=out.index,
-    )
-    cols = {}
-    for name, kind in kinds.items():
-        if kind == "numeric":
-            cols[name] = block[name]
-        else:
-            values = local[name].astype(object).where(local[name].notna(), None)
-            cols[name] = pd.Categorical(np.asarray(values, dtype=object))
-    return pd.concat([out, pd.DataFrame(cols, index=out.index)], axis=1)
+    return pd.concat([out, typed_features(local, kinds)], axis=1)

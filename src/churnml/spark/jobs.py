@@ -1,0 +1,266 @@
+"""`churnml score scoring.engine=spark`: the scoring job of `churnml.jobs` on a Spark session.
+
+The same steps and guarantees as the DuckDB job: validation before anything is written, the
+scoring date checked against the data, the champion loaded from the registry, one lock per
+date's folder on local disk, the scores checked before they are published, and the folder
+moved into place whole. docs/spark.md says what runs where.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from churnml import scoring, tracking
+from churnml.config import ScoreConfig
+from churnml.errors import NoEligibleCustomersError
+from churnml.features import FeatureParams
+from churnml.io import (
+    EVENT_TIME_COLUMNS,
+    DatasetError,
+    manifest_as_of,
+    output_folder,
+    output_lock,
+    parse_timestamp,
+)
+
+log = logging.getLogger(__name__)
+
+
+def local_folder(path: str) -> Path | None:
+    """`path` as a local folder when it is one (no scheme, or file:), else None."""
+    text = str(path)
+    if text.startswith("file:"):
+        text = text.removeprefix("file:").removeprefix("//")
+    elif "://" in text:
+        return None
+    return Path(text)
+
+
+def spark_folder(cfg: ScoreConfig, scoring_date: pd.Timestamp) -> str:
+    """`jobs.scoring_folder` for any Spark path (a URI keeps its scheme)."""
+    base = str(cfg.scoring.output_dir).rstrip("/")
+    leaf = f"scoring_date={scoring_date.date().isoformat()}"
+    relative = output_folder("x", cfg.data.name, cfg.scoring.production_dataset, leaf)
+    return f"{base}/{relative.relative_to('x').as_posix()}"
+
+
+def _first_and_last_events(tables: dict) -> tuple[dict[str, pd.Timestamp], pd.Timestamp | None]:
+    """Each event table's first event time and the latest event time of all (one aggregate
+    per table, one row each to the driver)."""
+    starts, latest = {}, []
+    for table, columns in EVENT_TIME_COLUMNS.items():
+        if table not in tables:
+            continue
+        present = [c for c in columns if c in tables[table].columns]
+        if not present:
+            continue
+        exprs = [f"min(`{present[0]}`)"] + [f"max(`{c}`)" for c in present]
+        row = tables[table].selectExpr(*exprs).first()
+        if table != "customers" and row[0] is not None:
+            starts[table] = pd.Timestamp(row[0])
+        latest += [pd.Timestamp(v) for v in row[1:] if v is not None]
+    return starts, (max(latest) if latest else None)
+
+
+def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
+    """Score every eligible customer at the scoring date on Spark (see the module doc)."""
+    from churnml.jobs import ScoreResult, _check_history, _timed
+    from churnml.spark.features import build_features_spark
+    from churnml.spark.scoring import (
+        SCORES_FILE,
+        monitor_population_spark,
+        monitoring_text,
+        publish_scores_spark,
+        score_features,
+    )
+    from churnml.spark.session import read_text, spark_session
+    from churnml.spark.tables import read_dataset
+    from churnml.validation import check_dataset, validation_limits
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    spark = spark_session(cfg.spark)
+    local = local_folder(cfg.data.path)
+    if cfg.validation.enabled:
+        if local is not None and local.is_dir():
+            check_dataset(
+                local,
+                docs_dir=Path(cfg.run_dir) / "validation",
+                chunk_rows=cfg.validation.chunk_rows,
+                limits=validation_limits(cfg.validation),
+            )
+        else:
+            log.warning(
+                "contract validation skipped for %s: it reads local files (DuckDB) until the "
+                "contract's rules run on Spark; validate the extract before it is copied",
+                cfg.data.path,
+            )
+    tables = read_dataset(spark, cfg.data.path, cfg.spark.tables)
+    starts, latest = _first_and_last_events(tables)
+    as_of = manifest_as_of(local) if local is not None and local.is_dir() else None
+    if as_of is None and local is None:
+        manifest = f"{str(cfg.data.path).rstrip('/')}/manifest.json"
+        with contextlib.suppress(Exception):  # no manifest: the latest event time is as_of
+            import json
+
+            value = json.loads(read_text(spark, manifest)).get("as_of")
+            as_of = parse_timestamp(value, manifest) if value is not None else None
+    as_of = as_of or latest
+    if as_of is None:
+        raise DatasetError(f"cannot tell the as_of date of {cfg.data.path}: no event times found")
+    scoring_date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
+    tracking.set_tags(
+        {"mlflow.runName": f"score-{cfg.data.name}-{scoring_date.date()}", "engine": "spark"}
+    )
+    if scoring_date > as_of:
+        raise DatasetError(
+            f"scoring.date {scoring_date} is after the data's as_of {as_of}: the features "
+            "would miss the days in between"
+        )
+    _timed("validate", timings, started)
+
+    model, version, model_run_id = tracking.load_registered_model(
+        cfg.tracking, alias=cfg.scoring.model_alias, version=cfg.scoring.model_version
+    )
+    if model.settings.get("data_kind", "events") != "events":
+        raise DatasetError(
+            "the chosen model was trained on a snapshot dataset: score it "
+            "with a snapshot file, not raw event tables"
+        )
+    feature_params = FeatureParams(**{**model.settings["features"], "engine": "spark"})
+    folder = spark_folder(cfg, scoring_date)
+    local_out = local_folder(folder)
+    lock = output_lock(local_out) if local_out is not None else contextlib.nullcontext()
+    if local_out is None:
+        log.info("scores go to %s: no lock on a remote store, the scheduler runs one job", folder)
+    with lock:
+        started = time.perf_counter()
+        tenure = int(model.settings.get("min_tenure_days", 30))
+        date = scoring_date.isoformat(sep=" ")
+        spine = (
+            tables["customers"]
+            .selectExpr(
+                "customer_id", f"TIMESTAMP '{date}' AS cutoff", "activated_at", "terminated_at"
+            )
+            .where(
+                f"activated_at <= TIMESTAMP '{date}' - INTERVAL '{tenure}' DAY"
+                " AND (terminated_at IS NULL OR terminated_at > cutoff)"
+            )
+            .select("customer_id", "cutoff")
+        )
+        if not spine.take(1):
+            raise NoEligibleCustomersError(
+                f"no customer of {cfg.data.path} is eligible at {scoring_date} (active, with "
+                f"{tenure} days of tenure)"
+            )
+        history_warning = _check_history(
+            starts, scoring_date, feature_params, cfg.scoring.allow_short_history
+        )
+        features = build_features_spark(spark, tables, spine, feature_params).persist()
+        scores = score_features(
+            spark,
+            features,
+            model,
+            scoring_date,
+            cfg.tracking.registered_model_name,
+            version,
+            model_run_id,
+            cfg.scoring,
+            cfg.evaluation,
+        )
+        summary: dict = {}
+
+        def outputs(written) -> dict[str, str]:
+            """Contact list and monitoring from the written scores (read back, not rerun)."""
+            size = cfg.scoring.contact_list_size
+            top = (
+                written.where(f"action != '{scoring.NO_ACTION}' AND expected_profit > 0")
+                .orderBy("priority_rank")
+                .limit(size)
+                .toPandas()
+            )
+            contacts = scoring.contact_list(top, size, currency=cfg.scoring.currency)
+            monitoring = monitor_population_spark(model, features, written, cfg.scoring)
+            if history_warning:
+                monitoring["warnings"].append(history_warning)
+            stats = written.selectExpr(
+                "count(*)",
+                "avg(churn_probability)",
+                "sum(revenue_at_risk)",
+                "percentile(churn_probability, array(0.1D, 0.5D, 0.9D, 0.99D))",
+            ).first()
+            summary.update(
+                rows=int(stats[0]),
+                mean=float(stats[1]),
+                risk=float(stats[2]),
+                quantiles=list(stats[3]),
+                contacts=len(contacts),
+                monitoring=monitoring,
+            )
+            monitoring.update(
+                {
+                    "scoring_date": scoring_date.isoformat(),
+                    "rows": int(stats[0]),
+                    "model_name": cfg.tracking.registered_model_name,
+                    "model_version": version,
+                    "model_run_id": model_run_id,
+                    "reason_attribution": cfg.scoring.attribution.value,
+                    "engine": "spark",
+                }
+            )
+            files = {
+                "contact_list.csv": contacts.to_csv(index=False),
+                "monitoring.json": monitoring_text(monitoring),
+            }
+            return files
+
+        try:
+            publish_scores_spark(spark, folder, scores, spine, outputs)
+        finally:
+            features.unpersist()
+        _timed("score", timings, started)
+
+    monitoring = summary["monitoring"]
+    tracking.log_params(
+        {
+            "scoring_date": scoring_date.isoformat(),
+            "model_name": cfg.tracking.registered_model_name,
+            "model_version": version,
+            "model_run_id": model_run_id,
+            "reason_attribution": cfg.scoring.attribution.value,
+            "output": f"{folder}/{SCORES_FILE}",
+            "engine": "spark",
+        }
+    )
+    quantiles = dict(zip((10, 50, 90, 99), summary["quantiles"], strict=True))
+    tracking.log_metrics(
+        {
+            "rows": summary["rows"],
+            "contacts": summary["contacts"],
+            "mean_probability": summary["mean"],
+            **{f"probability_p{q}": v for q, v in quantiles.items()},
+            "revenue_at_risk": summary["risk"],
+            **{f"psi_{k}": v for k, v in monitoring["psi"].items()},
+            **timings,
+        }
+    )
+    tracking.log_dict(monitoring, "monitoring.json")
+    tracking.set_tags({"exit_code": 0})
+    if monitoring["warnings"]:
+        tracking.set_tags({"monitoring_warning": "; ".join(monitoring["warnings"])[:5000]})
+    out = Path(local_out) if local_out is not None else Path(folder)
+    return ScoreResult(
+        out / SCORES_FILE,
+        out / "contact_list.csv",
+        out / "monitoring.json",
+        summary["rows"],
+        cfg.tracking.registered_model_name,
+        version,
+        run_id,
+        monitoring["warnings"],
+    )

@@ -1,0 +1,99 @@
+"""Scoring on Spark against DuckDB: the same scores (within 1e-9), reasons, bands, tiers,
+actions and priorities; written partitioned by scoring date, checked before publishing,
+identical on re-run, and a refused run leaves the previous folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnml.config import compose_config
+from churnml.jobs import run_scoring
+from churnml.validation import ScoresInvalid
+
+pytestmark = pytest.mark.slow
+
+TEXT = [
+    "customer_id",
+    "risk_band",
+    "value_tier",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "main_cause",
+    "reason_method",
+    "action",
+    "script",
+    "model_version",
+]
+NUMBERS = ["churn_probability", "revenue_at_risk", "monthly_revenue", "expected_profit"]
+
+
+def _config(root: Path, dataset: Path, out: Path, engine: str):
+    """A score config; with engine=spark the job uses the active session (the fixture's)."""
+    overrides = [
+        f"paths.root_dir={root}",
+        f"run_dir={root}/logs/score-{engine}",
+        f"data.path={dataset}",
+        "data.name=tiny",
+        f"scoring.output_dir={out}",
+        f"scoring.engine={engine}",
+        "scoring.exact_reasons_rows=50",
+    ]
+    return compose_config("score", overrides)
+
+
+def _text(frame: pd.DataFrame, column: str) -> list:
+    return [None if pd.isna(v) else str(v) for v in frame[column]]
+
+
+def test_spark_scores_equal_duckdb_scores(
+    spark, trained_project: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch
+) -> None:
+    duck = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "duck", "duckdb"))
+    on_spark = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
+    a = pd.read_parquet(duck.scores_path)
+    b = pd.read_parquet(on_spark.scores_path)
+    assert on_spark.scores_path.parent.name.startswith("scoring_date=")
+    assert on_spark.scores_path.is_dir()  # Spark's part files
+    assert list(b.columns) == list(a.columns)
+    assert len(a) == len(b) == on_spark.rows > 500
+    a, b = a.sort_values("customer_id"), b.sort_values("customer_id")
+    for column in NUMBERS:
+        x, y = a[column].to_numpy(float), b[column].to_numpy(float)
+        assert np.array_equal(np.isnan(x), np.isnan(y)), column
+        assert np.nanmax(np.abs(x - y)) <= 1e-9, column
+    for column in TEXT:
+        assert _text(a, column) == _text(b, column), column
+    assert a["priority_rank"].tolist() == b["priority_rank"].tolist()
+    assert (b["reason_method"] == "shap").sum() >= 50  # the top of the call lists: exact
+    for name in ("contact_list.csv", "monitoring.json"):
+        assert (on_spark.scores_path.parent / name).is_file()
+    duck_contacts = pd.read_csv(duck.contact_list_path)
+    spark_contacts = pd.read_csv(on_spark.contact_list_path)
+    pd.testing.assert_frame_equal(duck_contacts, spark_contacts)
+    assert on_spark.warnings == duck.warnings
+
+    # A re-run gives the same scores; a run whose scores break the contract publishes nothing
+    # and leaves the previous folder as it was.
+    again = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(again.scores_path).drop(columns="run_id"),
+        pd.read_parquet(on_spark.scores_path).drop(columns="run_id"),
+    )
+    import churnml.spark.scoring as spark_scoring
+
+    before = sorted(p.name for p in on_spark.scores_path.parent.iterdir())
+    broken = spark_scoring.check_scores_spark
+
+    def refuse(written, expected):
+        broken(written.limit(3), expected)
+
+    monkeypatch.setattr(spark_scoring, "check_scores_spark", refuse)
+    with pytest.raises(ScoresInvalid, match="one row per eligible customer"):
+        run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
+    assert sorted(p.name for p in on_spark.scores_path.parent.iterdir()) == before
+    assert not [p for p in (tmp_path / "spark").iterdir() if p.name.endswith(".tmp")]
