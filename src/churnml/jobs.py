@@ -798,7 +798,11 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     run_dir = Path(cfg.run_dir)
     started = time.perf_counter()
     validation = snapshot = test_snapshot = None
-    if cfg.data.kind == "events":
+    if cfg.data.kind == "events" and cfg.features.engine == "spark":
+        from churnml.spark.jobs import spark_dataset_facts
+
+        dataset_dir, validation, as_of, fingerprint = spark_dataset_facts(cfg)
+    elif cfg.data.kind == "events":
         dataset_dir = require_dataset(cfg.data.path)
         if cfg.validation.enabled:
             validation = check_dataset(

@@ -50,7 +50,8 @@ def test_negatives_down_sampled_on_spark_carry_weights(spark, make_train_config,
     assert set(negatives["weight"]) == {4.0}
     assert set(frame.loc[frame["split"] != "train", "weight"]) == {1.0}
     assert set(train.loc[train["label"] == 1, "weight"]) == {1.0}
-    full = sample_customers(tiny_dataset, cfg.label, replace(cfg.sampling, negative_sample_rate=1.0), cfg.seed)
+    everyone = replace(cfg.sampling, negative_sample_rate=1.0)
+    full = sample_customers(tiny_dataset, cfg.label, everyone, cfg.seed)
     kept = len(negatives) / ((full.rows["split"] == "train") & (full.rows["label"] == 0)).sum()
     assert 0.2 < kept < 0.3
 

@@ -9,6 +9,7 @@ moved into place whole. docs/spark.md says what runs where.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -22,7 +23,6 @@ from churnml.features import FeatureParams
 from churnml.io import (
     EVENT_TIME_COLUMNS,
     DatasetError,
-    manifest_as_of,
     output_folder,
     output_lock,
     parse_timestamp,
@@ -67,6 +67,67 @@ def _first_and_last_events(tables: dict) -> tuple[dict[str, pd.Timestamp], pd.Ti
     return starts, (max(latest) if latest else None)
 
 
+def _validate_if_local(cfg, local: Path | None):
+    """The contract check where the data are local files (DuckDB reads them), else a warning:
+    the contract's rules do not run on Spark yet. Returns the report or None."""
+    from churnml.validation import check_dataset, validation_limits
+
+    if not cfg.validation.enabled:
+        return None
+    if local is not None and local.is_dir():
+        return check_dataset(
+            local,
+            docs_dir=Path(cfg.run_dir) / "validation",
+            chunk_rows=cfg.validation.chunk_rows,
+            limits=validation_limits(cfg.validation),
+        )
+    log.warning(
+        "contract validation skipped for %s: it reads local files (DuckDB) until the "
+        "contract's rules run on Spark; validate the extract before it is copied",
+        cfg.data.path,
+    )
+    return None
+
+
+def spark_as_of(spark, cfg, latest: pd.Timestamp | None) -> pd.Timestamp:
+    """The data's as_of: manifest.json beside the tables (any file system), else the latest
+    event time."""
+    from churnml.spark.session import path_exists, read_text
+
+    manifest = f"{str(cfg.data.path).rstrip('/')}/manifest.json"
+    as_of = None
+    if path_exists(spark, manifest):
+        try:
+            value = json.loads(read_text(spark, manifest)).get("as_of")
+        except (ValueError, AttributeError) as error:
+            raise DatasetError(f"{manifest}: not a JSON object with as_of ({error})") from error
+        as_of = parse_timestamp(value, f"{manifest}: as_of") if value is not None else None
+    as_of = as_of or latest
+    if as_of is None:
+        raise DatasetError(f"cannot tell the as_of date of {cfg.data.path}: no event times found")
+    return as_of
+
+
+def spark_dataset_facts(cfg) -> tuple[Path, object, pd.Timestamp, str]:
+    """What the training job needs before sampling, for data read by Spark: the dataset
+    folder (for the simulator's truth, local data only), the validation report, as_of and a
+    fingerprint of the sources (paths and as_of: reading every file would cost a job)."""
+    import hashlib
+
+    from churnml.spark.session import spark_session
+    from churnml.spark.tables import read_dataset, table_sources
+
+    spark = spark_session(cfg.spark)
+    local = local_folder(cfg.data.path)
+    validation = _validate_if_local(cfg, local)
+    tables = read_dataset(spark, cfg.data.path, cfg.spark.tables)
+    _, latest = _first_and_last_events(tables)
+    as_of = spark_as_of(spark, cfg, latest)
+    sources = table_sources(spark, cfg.data.path, cfg.spark.tables)
+    digest = hashlib.sha256(json.dumps([sorted(sources.items()), str(as_of)]).encode())
+    return Path(local or str(cfg.data.path)), validation, as_of, digest.hexdigest()[:16]
+
+
 def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
     """Score every eligible customer at the scoring date on Spark (see the module doc)."""
     from churnml.jobs import ScoreResult, _check_history, _timed
@@ -78,41 +139,17 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
         publish_scores_spark,
         score_features,
     )
-    from churnml.spark.session import read_text, spark_session
+    from churnml.spark.session import spark_session
     from churnml.spark.tables import read_dataset
-    from churnml.validation import check_dataset, validation_limits
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
     spark = spark_session(cfg.spark)
     local = local_folder(cfg.data.path)
-    if cfg.validation.enabled:
-        if local is not None and local.is_dir():
-            check_dataset(
-                local,
-                docs_dir=Path(cfg.run_dir) / "validation",
-                chunk_rows=cfg.validation.chunk_rows,
-                limits=validation_limits(cfg.validation),
-            )
-        else:
-            log.warning(
-                "contract validation skipped for %s: it reads local files (DuckDB) until the "
-                "contract's rules run on Spark; validate the extract before it is copied",
-                cfg.data.path,
-            )
+    _validate_if_local(cfg, local)
     tables = read_dataset(spark, cfg.data.path, cfg.spark.tables)
     starts, latest = _first_and_last_events(tables)
-    as_of = manifest_as_of(local) if local is not None and local.is_dir() else None
-    if as_of is None and local is None:
-        manifest = f"{str(cfg.data.path).rstrip('/')}/manifest.json"
-        with contextlib.suppress(Exception):  # no manifest: the latest event time is as_of
-            import json
-
-            value = json.loads(read_text(spark, manifest)).get("as_of")
-            as_of = parse_timestamp(value, manifest) if value is not None else None
-    as_of = as_of or latest
-    if as_of is None:
-        raise DatasetError(f"cannot tell the as_of date of {cfg.data.path}: no event times found")
+    as_of = spark_as_of(spark, cfg, latest)
     scoring_date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
     tracking.set_tags(
         {"mlflow.runName": f"score-{cfg.data.name}-{scoring_date.date()}", "engine": "spark"}
