@@ -96,4 +96,7 @@ def test_spark_scores_equal_duckdb_scores(
     with pytest.raises(ScoresInvalid, match="one row per eligible customer"):
         run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
     assert sorted(p.name for p in on_spark.scores_path.parent.iterdir()) == before
-    assert not [p for p in (tmp_path / "spark").iterdir() if p.name.endswith(".tmp")]
+    staging = [
+        p.name for p in on_spark.scores_path.parent.parent.iterdir() if p.name.startswith(".")
+    ]
+    assert staging == [], staging

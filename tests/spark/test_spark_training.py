@@ -63,6 +63,8 @@ def test_training_with_spark_features_records_the_engine(spark, make_train_confi
         "model=lightgbm_small",
         "explain.enabled=false",
         "sampling.folds=1",
+        "sampling.max_train_cutoffs=3",
+        "features.families=[account,complaints,transfers]",
     )
     result = run_training(cfg)
     run = mlflow.get_run(result.run_id)

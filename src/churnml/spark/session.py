@@ -98,6 +98,7 @@ def rename(spark: SparkSession, source: str, target: str) -> None:
 def write_text(spark: SparkSession, path: str, text: str) -> None:
     """Write a small text file (the contact list, monitoring.json) on any Hadoop file system."""
     fs, p = _fs(spark, path)
+    fs.setWriteChecksum(False)  # no .crc files beside the published files on local disk
     stream = fs.create(p, True)
     try:
         data = text.encode("utf-8")
