@@ -163,7 +163,7 @@ def score_features(
               expected_profit DESC, churn_probability DESC, customer_id) AS priority_rank
           FROM score_rows)
         SELECT TIMESTAMP '{date}' AS scoring_date, *,
-          format_string('R%02d', least(CAST(_risk_rank * 10 DIV greatest(_n, 1) AS INT), 9) + 1)
+          format_string('R%02d', least(CAST(CAST(_risk_rank AS BIGINT) * 10 DIV greatest(_n, 1) AS INT), 9) + 1)
             AS risk_band,
           {lit(model_name)} AS model_name, {lit(model_version)} AS model_version,
           {lit(run_id)} AS run_id
@@ -223,7 +223,7 @@ def check_scores_spark(scores: DataFrame, expected: DataFrame) -> None:
     if failures:
         for failure in failures:
             log.error("scores contract: %s", failure.message())
-        raise ScoresInvalid(ValidationReport(False, failures, {"scores": -1}, None))
+        raise ScoresInvalid(ValidationReport(False, failures, {"scores": scores.count()}, None))
 
 
 def _histogram(columns: list[str], edges: dict[str, np.ndarray]):

@@ -108,13 +108,5 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
 
 
 def read_text(spark: SparkSession, path: str) -> str:
-    fs, p = _fs(spark, path)
-    stream = fs.open(p)
-    try:
-        size = fs.getFileStatus(p).getLen()
-        jvm = spark.sparkContext._jvm
-        buffer = jvm.java.nio.ByteBuffer.allocate(size).array()
-        stream.readFully(0, buffer)
-        return bytes(buffer).decode("utf-8")
-    finally:
-        stream.close()
+    """A small text file (manifest.json) from any file system Spark reads."""
+    return spark.read.text(path, wholetext=True).first()[0]
