@@ -159,9 +159,10 @@ def score_features(
             CAST(row_number() OVER (ORDER BY churn_probability DESC, customer_id) AS BIGINT) - 1
               AS _risk_rank,
             count(*) OVER () AS _n,
-            row_number() OVER (ORDER BY
+            CAST(row_number() OVER (ORDER BY
               (action != {lit(scoring.NO_ACTION)} AND expected_profit > 0) DESC,
-              expected_profit DESC, churn_probability DESC, customer_id) AS priority_rank
+              expected_profit DESC, churn_probability DESC, customer_id) AS BIGINT)
+              AS priority_rank
           FROM score_rows)
         SELECT TIMESTAMP '{date}' AS scoring_date, *,
           format_string('R%02d', least(CAST(_risk_rank * 10 DIV greatest(_n, 1) AS INT), 9) + 1)
