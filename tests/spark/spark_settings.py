@@ -13,7 +13,7 @@ TEST_SPARK = SparkConfig(
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
-        "spark.driver.memory": "1g",
+        "spark.driver.memory": "2g",
         "spark.ui.showConsoleProgress": "false",
     },
 )
