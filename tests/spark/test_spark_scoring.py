@@ -51,7 +51,7 @@ def _text(frame: pd.DataFrame, column: str) -> list:
 
 
 def test_spark_scores_equal_duckdb_scores(
-    spark, trained_project: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch
+    spark, trained_project: Path, tiny_dataset: Path, tmp_path: Path
 ) -> None:
     duck = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "duck", "duckdb"))
     on_spark = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
@@ -77,26 +77,53 @@ def test_spark_scores_equal_duckdb_scores(
     pd.testing.assert_frame_equal(duck_contacts, spark_contacts)
     assert on_spark.warnings == duck.warnings
 
-    # A re-run gives the same scores; a run whose scores break the contract publishes nothing
-    # and leaves the previous folder as it was.
+    # A re-run gives the same scores.
     again = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
     pd.testing.assert_frame_equal(
         pd.read_parquet(again.scores_path).drop(columns="run_id"),
         pd.read_parquet(on_spark.scores_path).drop(columns="run_id"),
     )
-    import churnml.spark.scoring as spark_scoring
 
-    before = sorted(p.name for p in on_spark.scores_path.parent.iterdir())
-    broken = spark_scoring.check_scores_spark
 
-    def refuse(written, expected):
-        broken(written.limit(3), expected)
+def _scores(probability: list[float]) -> pd.DataFrame:
+    n = len(probability)
+    return pd.DataFrame(
+        {
+            "scoring_date": pd.Timestamp("2025-01-01"),
+            "customer_id": [f"C{i}" for i in range(n)],
+            "churn_probability": probability,
+            "risk_band": "R01",
+            "value_tier": "A",
+            "revenue_at_risk": 1.0,
+            "reason_1": "x",
+            "reason_2": None,
+            "reason_3": None,
+            "action": "monitor",
+            "model_name": "m",
+            "model_version": "1",
+            "run_id": "r",
+            "priority_rank": np.arange(1, n + 1),
+        }
+    )
 
-    monkeypatch.setattr(spark_scoring, "check_scores_spark", refuse)
-    with pytest.raises(ScoresInvalid, match="one row per eligible customer"):
-        run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
-    assert sorted(p.name for p in on_spark.scores_path.parent.iterdir()) == before
-    staging = [
-        p.name for p in on_spark.scores_path.parent.parent.iterdir() if p.name.startswith(".")
-    ]
-    assert staging == [], staging
+
+def test_refused_scores_leave_the_previous_folder(spark, tmp_path: Path) -> None:
+    """Scores that break the contract are refused after the staging write: the date's earlier
+    folder stays as it was and no staging folder is left."""
+    from churnml.spark.scoring import publish_scores_spark
+
+    folder = tmp_path / "scores" / "scoring_date=2025-01-01"
+    expected = spark.createDataFrame(pd.DataFrame({"customer_id": ["C0", "C1"]}))
+
+    def files(written):
+        return {"monitoring.json": f'{{"rows": {written.count()}}}'}
+
+    good = spark.createDataFrame(_scores([0.2, 0.7]))
+    publish_scores_spark(spark, str(folder), good, expected, files)
+    before = pd.read_parquet(folder / "scores.parquet")
+    assert (folder / "monitoring.json").read_text() == '{"rows": 2}'
+    bad = spark.createDataFrame(_scores([0.2, 1.5]))
+    with pytest.raises(ScoresInvalid, match="churn_probability"):
+        publish_scores_spark(spark, str(folder), bad, expected, files)
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "scores.parquet"), before)
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]
