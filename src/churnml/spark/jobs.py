@@ -199,6 +199,7 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
             starts, scoring_date, feature_params, cfg.scoring.allow_short_history
         )
         features = build_features_spark(spark, tables, spine, feature_params).persist()
+        cached = [features]
         scores = score_features(
             spark,
             features,
@@ -209,6 +210,7 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
             model_run_id,
             cfg.scoring,
             cfg.evaluation,
+            cached,
         )
         summary: dict = {}
 
@@ -259,7 +261,8 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
         try:
             publish_scores_spark(spark, folder, scores, spine, outputs)
         finally:
-            features.unpersist()
+            for frame in cached:  # the session may score again (a re-run, a notebook)
+                frame.unpersist()
         _timed("score", timings, started)
 
     monitoring = summary["monitoring"]

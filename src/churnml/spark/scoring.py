@@ -123,12 +123,16 @@ def score_features(
     run_id: str,
     settings: ScoringConfig,
     decision: EvaluationConfig,
+    cached: list | None = None,
 ) -> DataFrame:
-    """The scores table of `scoring.score_frame`, as a Spark DataFrame (persisted: the caller
-    writes it, checks it and reads the contact list from it; `unpersist` when done)."""
+    """The scores table of `scoring.score_frame`, as a Spark DataFrame. The per-customer rows
+    are persisted (read by the top-N choice and the rankings) and added to `cached`: the
+    caller unpersists them when the scores are written."""
     features = _with_value_tier(features, model, settings)
     model_bc = spark.sparkContext.broadcast(model)
     rows = features.mapInPandas(_row_scorer(model_bc, settings, decision), ROW_SCHEMA).persist()
+    if cached is not None:
+        cached.append(rows)
     exact = _exact_top(spark, rows, features, model, settings, decision)
     if exact is not None:
         e = exact.withColumnRenamed("customer_id", "_exact_id")
