@@ -72,8 +72,9 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-docs: $(STAMP) ## Regenerate docs/features.md from the feature registry
+docs: $(STAMP) ## Regenerate docs/features.md and the contract's tables in docs/data-contract.md
 	$(BIN)/python -m churnml.features.docs
+	$(BIN)/python -m churnml.contract docs/data-contract.md
 
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,10 +13,11 @@ import pandas as pd
 import pytest
 from tiny_dataset import BROKEN_RULES, TINY_TABLES, BrokenRule, write_tiny_dataset
 
-from churnml.io import TABLES
+from churnml.contract import TABLES
 from churnml.validation import (
     RULE_TABLE,
     ContractViolation,
+    Limits,
     RuleFailure,
     build_suite,
     check_dataset,
@@ -168,19 +170,51 @@ def _several_broken(tmp_path: Path, fmt: str = "parquet") -> Path:
     return path
 
 
-def test_chunked_run_finds_the_same_failures(tmp_path: Path) -> None:
-    path = _several_broken(tmp_path)
-    whole = validate_dataset(path)
-    chunked = validate_dataset(path, chunk_rows=3)
-    assert not whole.success
-    assert len(whole.failures) == 6
-    assert [_key(f) for f in chunked.failures] == [_key(f) for f in whole.failures]
-    assert [sorted(f.example_ids) for f in chunked.failures] == [
-        sorted(f.example_ids) for f in whole.failures
+def test_one_scan_per_table_finds_every_broken_rule(tmp_path: Path) -> None:
+    report = validate_dataset(_several_broken(tmp_path))
+    assert not report.success
+    assert [(f.table, f.column, f.rule) for f in report.failures] == [
+        ("customers", "birth_year", "between 1900 and 2015"),
+        ("calls", "customer_id", "present in customers"),
+        ("calls", "duration_s", "0 for sms and data"),
+        ("complaints", "complaint_id", "unique"),
+        ("bills", "due_at", ">= issued_at"),
+        ("payments", "paid_at", "not after as_of"),
     ]
-    assert chunked.tables == whole.tables == TINY_ROWS
-    unique = next(f for f in whole.failures if f.rule == "unique")
+    assert report.tables == TINY_ROWS
+    unique = next(f for f in report.failures if f.rule == "unique")
     assert unique.example_ids == ["K1"]
+
+
+def test_unchanged_table_that_passed_is_not_scanned_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    first = validate_dataset(path, cache_dir=cache)
+    assert first.success and len(list(cache.glob("*.json"))) == len(TABLES)
+    caplog.set_level("INFO", logger="churnml.validation")
+    again = validate_dataset(path, cache_dir=cache)
+    assert again.tables == first.tables
+    assert sum("not scanned again" in r.getMessage() for r in caplog.records) == len(TABLES)
+    # A changed table is scanned again, and so is every table whose ids must be in it.
+    next(b for b in BROKEN_RULES if b.id == "calls.kind.one_of_voice_sms_data").mutate(path)
+    caplog.clear()
+    broken = validate_dataset(path, cache_dir=cache)
+    assert [(f.table, f.column) for f in broken.failures] == [("calls", "kind")]
+    rescanned = [r.getMessage() for r in caplog.records if "rules," in r.getMessage()]
+    assert [m.split(":")[0] for m in rescanned] == ["calls"]
+    TINY_TABLES["calls"]().to_parquet(path / "calls.parquet", index=False)
+    assert validate_dataset(path, cache_dir=cache).success
+    # customers changed: so did "present in customers" of every table naming a customer
+    os.utime(path / "customers.parquet", ns=(1, 1))
+    caplog.clear()
+    assert validate_dataset(path, cache_dir=cache).success
+    rescanned = [r.getMessage().split(":")[0] for r in caplog.records if "rules," in r.getMessage()]
+    assert set(rescanned) == set(TABLES)
+    # Other settings are other verdicts: a stricter limit is checked, not taken from the cache.
+    strict = validate_dataset(path, cache_dir=cache, limits=Limits(max_amount=40.0))
+    assert not strict.success
 
 
 def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,22 +223,30 @@ def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.Mo
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     docs = tmp_path / "docs"
-    report = validate_dataset(path, docs_dir=docs, chunk_rows=4)
+    report = validate_dataset(path, docs_dir=docs)
     assert report.docs_path == docs.resolve() / "summary.html"
     assert report.docs_path.is_file()
     results = {p.stem: p for p in docs.glob("results/*.json")}
     assert set(results) == set(TABLES)
-    calls_result = results["calls"].read_text()
-    assert "_ok__customer_id__present_in_customers" in calls_result
-    assert "C99" in calls_result  # the failing row is shown
-    assert not list(docs.glob("**/index.html"))  # GX's pages (unescaped values) are not built
+    calls_result = json.loads(results["calls"].read_text())
+    broken = [r for r in calls_result["results"] if not r["success"]]
+    assert [r["expectation_config"]["meta"]["contract_rule"] for r in broken] == [
+        "present in customers",
+        "0 for sms and data",
+    ]
+    assert broken[0]["result"]["partial_unexpected_list"] == ["C99"]  # the failing row's id
+    assert broken[0]["result"]["element_count"] == TINY_ROWS["calls"]
+    # GX's Data Docs show the rules (the suites), not the failing values.
+    assert (docs / "rules" / "index.html").is_file()
+    assert (docs / "rules" / "expectations" / "contract" / "calls.html").is_file()
+    assert not list((docs / "rules").glob("validations/**/*.html"))
     assert list(workdir.iterdir()) == []  # no gx/ folder or anything else in the cwd
     summary = (docs / "summary.html").read_text()
     assert f"breaks {len(report.failures)} contract rules" in summary
     assert f"<td>calls</td><td>{report.tables['calls']:,}</td>" in summary
     assert all(html.escape(f.message()) in summary for f in report.failures)
     linked = re.findall(r'href="([^"]+)"', summary)
-    assert sorted(Path(link).stem for link in linked) == sorted(TABLES)
+    assert sorted(Path(link).stem for link in linked) == sorted([*TABLES, "index"])
     assert all((docs / link).is_file() for link in linked)
     assert "://" not in summary  # opens offline
 
@@ -215,7 +257,7 @@ def test_missing_optional_tables_are_skipped(tmp_path: Path) -> None:
     (path / "bills.parquet").unlink()
     report = check_dataset(path)
     assert report.success
-    assert set(report.tables) == {"customers", "transfers", "complaints", "payments"}
+    assert set(report.tables) == {"customers", "transfers", "complaints", "payments", "campaigns"}
 
 
 def test_missing_customers_table_fails_clearly(tmp_path: Path) -> None:
@@ -250,7 +292,7 @@ def test_optional_columns_may_be_absent_and_extra_columns_are_allowed(tmp_path: 
 
 def test_numeric_looking_ids_in_csv_are_accepted(tmp_path: Path) -> None:
     path = write_tiny_dataset(tmp_path / "tiny", "csv")
-    for table in ("customers", "calls", "transfers", "complaints", "bills", "payments"):
+    for table in TABLES:
         text = (path / f"{table}.csv").read_text()
         text = text.replace(",C", ",10").replace("\nC", "\n10")  # C1 -> 101
         text = text.replace("K", "20").replace("B", "30").replace("Y", "40")

@@ -166,7 +166,9 @@ class TrackingConfig:
 @dataclass
 class ValidationConfig:
     enabled: bool = True
-    chunk_rows: int = 2_000_000
+    # Verdicts of table files that passed, by file fingerprint: unchanged files are not rescanned.
+    cache: bool = True
+    cache_dir: str = "data/validation_cache"
     # Plausible ranges: a larger value is an export or unit error (docs/data-contract.md).
     max_amount: float = 1_000_000.0  # any money amount: bills, payments, fees, transfers
     max_call_duration_s: int = 86_400

@@ -24,22 +24,9 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from churnml.contract import CONTRACT_COLUMNS
+from churnml.contract import CONTRACT_COLUMNS, EVENT_TIME_COLUMNS, TABLES
 
 log = logging.getLogger(__name__)
-
-TABLES = ("customers", "calls", "transfers", "complaints", "bills", "payments")
-
-# Event-time columns that may not lie after `as_of` (dates that are promises, such as
-# commitment_end and due_at, may).
-EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("activated_at", "terminated_at"),
-    "calls": ("started_at",),
-    "transfers": ("occurred_at",),
-    "complaints": ("opened_at", "resolved_at"),
-    "bills": ("issued_at",),
-    "payments": ("paid_at",),
-}
 
 
 class DatasetError(ValueError):

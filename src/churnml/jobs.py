@@ -58,7 +58,12 @@ from churnml.snapshot import (
 )
 from churnml.tracking import NoChampionError
 from churnml.training import RollingFit, fit_rolling, fold_rows, train_model
-from churnml.validation import check_dataset, check_scores, validation_limits
+from churnml.validation import (
+    ValidationReport,
+    check_dataset,
+    check_scores,
+    validation_limits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -781,12 +786,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     if cfg.data.kind == "events":
         dataset_dir = require_dataset(cfg.data.path)
         if cfg.validation.enabled:
-            validation = check_dataset(
-                dataset_dir,
-                docs_dir=run_dir / "validation",
-                chunk_rows=cfg.validation.chunk_rows,
-                limits=validation_limits(cfg.validation),
-            )
+            validation = _check_events(cfg, dataset_dir, run_dir)
         as_of = dataset_as_of(dataset_dir)
         fingerprint = dataset_fingerprint(dataset_dir)
     elif cfg.data.kind == "snapshot":
@@ -935,18 +935,27 @@ def run_simulation(cfg: DictConfig) -> Path:
     return simulate_dataset(params, out_dir)
 
 
+def _check_events(cfg, dataset_dir: Path, run_dir: Path) -> ValidationReport:
+    """Check an event dataset against the contract (ContractViolation when it breaks a rule).
+
+    With `validation.cache`, a table file that passed under the same rules is not scanned
+    again: scoring right after training on the same extract validates nothing twice.
+    """
+    return check_dataset(
+        dataset_dir,
+        docs_dir=run_dir / "validation",
+        limits=validation_limits(cfg.validation),
+        cache_dir=Path(cfg.validation.cache_dir) if cfg.validation.cache else None,
+    )
+
+
 def run_validation(cfg: ValidateConfig) -> str:
     """`churnml validate`: check a dataset against the contract; the summary, or exit 2."""
     if cfg.data.kind == "snapshot":
         frame = read_snapshot(cfg.data.path, cfg.data)
         return f"snapshot {cfg.data.path}: {len(frame.frame):,} customers meet the contract"
     dataset_dir = require_dataset(cfg.data.path)
-    report = check_dataset(
-        dataset_dir,
-        docs_dir=Path(cfg.run_dir) / "validation",
-        chunk_rows=cfg.validation.chunk_rows,
-        limits=validation_limits(cfg.validation),
-    )
+    report = _check_events(cfg, dataset_dir, Path(cfg.run_dir))
     lines = [f"{cfg.data.name} ({dataset_dir}): {report.summary()}"]
     if report.docs_path is not None:
         lines.append(f"Validation pages: {report.docs_path.parent}")
@@ -1049,12 +1058,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
     dataset_dir = require_dataset(cfg.data.path)
     started = time.perf_counter()
     if cfg.validation.enabled:
-        check_dataset(
-            dataset_dir,
-            docs_dir=run_dir / "validation",
-            chunk_rows=cfg.validation.chunk_rows,
-            limits=validation_limits(cfg.validation),
-        )
+        _check_events(cfg, dataset_dir, run_dir)
     as_of = dataset_as_of(dataset_dir)
     scoring_date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
     tracking.set_tags({"mlflow.runName": f"score-{cfg.data.name}-{scoring_date.date()}"})

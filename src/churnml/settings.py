@@ -87,7 +87,6 @@ def _check_common(c: _Checker, cfg) -> None:
     c.check("data.name", data.name, lambda v: bool(DATASET_NAME.match(v)), "letters, digits, _ . -")
     c.one_of("data.kind", data.kind, DATA_KINDS)
     v = cfg.validation
-    c.number("validation.chunk_rows", v.chunk_rows, 1)
     c.number("validation.max_amount", v.max_amount, 0, strict_low=True)
     c.number("validation.max_call_duration_s", v.max_call_duration_s, 0, strict_low=True)
     c.number("validation.max_volume_mb", v.max_volume_mb, 0, strict_low=True)

@@ -10,83 +10,34 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnml import contract
 from churnml.io import atomic_path
 from churnml.simulate.catalog import ALL_CAUSES
 
 _TS = pa.timestamp("us")
+_ARROW_TYPES = {
+    contract.STRING: pa.string(),
+    contract.TIMESTAMP: _TS,
+    contract.INT: pa.int64(),
+    contract.FLOAT: pa.float64(),
+    contract.BOOL: pa.bool_(),
+}
+
+
+def contract_schema(table: str, version: int = 1) -> pa.Schema:
+    """The Arrow schema of a contract table's columns up to contract `version` (days are
+    date32, as the contract's "date" columns)."""
+    return pa.schema(
+        [
+            (c.name, pa.date32() if c.doc_type == "date" else _ARROW_TYPES[c.kind])
+            for c in contract.CONTRACT[table].columns
+            if c.since <= version
+        ]
+    )
+
 
 SCHEMAS: dict[str, pa.Schema] = {
-    "customers": pa.schema(
-        [
-            ("customer_id", pa.string()),
-            ("activated_at", pa.date32()),
-            ("terminated_at", pa.date32()),
-            ("termination_reason", pa.string()),
-            ("initial_plan_id", pa.string()),
-            ("payment_type", pa.string()),
-            ("commitment_end", pa.date32()),
-            ("region", pa.string()),
-            ("birth_year", pa.int64()),
-            ("gender", pa.string()),
-        ]
-    ),
-    "calls": pa.schema(
-        [
-            ("customer_id", pa.string()),
-            ("started_at", _TS),
-            ("direction", pa.string()),
-            ("kind", pa.string()),
-            ("duration_s", pa.int64()),
-            ("volume_mb", pa.float64()),
-            ("peer_network", pa.string()),
-            ("peer_operator", pa.string()),
-            ("peer_id", pa.string()),
-            ("dropped", pa.bool_()),
-        ]
-    ),
-    "transfers": pa.schema(
-        [
-            ("customer_id", pa.string()),
-            ("occurred_at", _TS),
-            ("kind", pa.string()),
-            ("from_plan_id", pa.string()),
-            ("to_plan_id", pa.string()),
-            ("monthly_fee", pa.float64()),
-            ("operator", pa.string()),
-            ("amount", pa.float64()),
-        ]
-    ),
-    "complaints": pa.schema(
-        [
-            ("complaint_id", pa.string()),
-            ("customer_id", pa.string()),
-            ("opened_at", _TS),
-            ("resolved_at", _TS),
-            ("category", pa.string()),
-            ("channel", pa.string()),
-            ("severity", pa.int64()),
-            ("satisfaction", pa.int64()),
-        ]
-    ),
-    "bills": pa.schema(
-        [
-            ("bill_id", pa.string()),
-            ("customer_id", pa.string()),
-            ("period_start", pa.date32()),
-            ("issued_at", pa.date32()),
-            ("due_at", pa.date32()),
-            ("amount_due", pa.float64()),
-        ]
-    ),
-    "payments": pa.schema(
-        [
-            ("payment_id", pa.string()),
-            ("customer_id", pa.string()),
-            ("paid_at", _TS),
-            ("amount", pa.float64()),
-            ("bill_id", pa.string()),
-        ]
-    ),
+    **{table: contract_schema(table) for table in contract.FEATURE_TABLES},
     "truth": pa.schema(
         [
             ("customer_id", pa.string()),
