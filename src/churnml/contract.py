@@ -473,9 +473,7 @@ def render_tables_doc() -> str:
     return "\n\n".join(parts) + "\n"
 
 
-DOC_BEGIN = (
-    "<!-- generated from src/churnml/contract.py by `make docs`: edit it there -->\n"
-)
+DOC_BEGIN = "<!-- generated from src/churnml/contract.py by `make docs`: edit it there -->\n"
 DOC_END = "<!-- end of generated tables -->\n"
 
 

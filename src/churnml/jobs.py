@@ -7,6 +7,9 @@ the job with no MLflow run, no model version and no report.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -590,7 +593,38 @@ def promote_by_hand(cfg: TrainConfig, version: str, reason: str) -> str:
     )
 
 
-def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) -> PreparedData:
+# The last training data prepared in this process: the trials of a sweep (`churnml tune`, one
+# process) share the dataset, labels, sampling and features, so they are built once a sweep.
+_PREPARED: dict[str, tuple[PreparedData, FeatureParams, pd.DataFrame]] = {}
+
+
+def _prepare_events(
+    cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp, fingerprint: str
+) -> PreparedData:
+    """The labelled training data, built once per process for the same inputs (a sweep)."""
+    key = hashlib.sha256(
+        json.dumps(
+            [str(dataset_dir), fingerprint, str(as_of), cfg.seed]
+            + [asdict(c) for c in (cfg.label, cfg.sampling, cfg.features)],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    if key in _PREPARED:
+        prepared, features, summary = _PREPARED[key]
+        log.info("training data as built for the previous trial of this sweep: reused")
+        tracking.log_frame(summary, "sample/summary.csv")
+        cfg.features = copy.deepcopy(features)
+        return copy.deepcopy(prepared)
+    prepared, summary = _build_prepared(cfg, dataset_dir, as_of)
+    _PREPARED.clear()
+    _PREPARED[key] = (copy.deepcopy(prepared), copy.deepcopy(cfg.features), summary)
+    return prepared
+
+
+def _build_prepared(
+    cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp
+) -> tuple[PreparedData, pd.DataFrame]:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     sample = sample_customers(dataset_dir, cfg.label, cfg.sampling, cfg.seed, as_of=as_of)
@@ -619,7 +653,7 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
             "train": frame[cutoff.isin(list(sample.refit_cutoffs))].reset_index(drop=True),
             "test": fold_rows(frame, sample.folds[0])[2],
         }
-        return PreparedData(
+        prepared = PreparedData(
             splits,
             feature_columns,
             _rolling_provenance(sample, cfg),
@@ -627,11 +661,13 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
             folds=sample.folds,
             refit_cutoffs=sample.refit_cutoffs,
         )
+        return prepared, sample.summary
     splits = {
         name: frame[frame["split"] == name].reset_index(drop=True)
         for name in ("train", "validation", "test")
     }
-    return PreparedData(splits, feature_columns, _event_provenance(sample, splits, cfg))
+    prepared = PreparedData(splits, feature_columns, _event_provenance(sample, splits, cfg))
+    return prepared, sample.summary
 
 
 def evaluation_note(folds: tuple[Fold, ...] | list[Fold], requested: int) -> str:
@@ -809,7 +845,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
         fold_truth = {}
         if snapshot is None:
-            prepared = _prepare_events(cfg, dataset_dir, as_of)
+            prepared = _prepare_events(cfg, dataset_dir, as_of, fingerprint)
             if prepared.folds:
                 fold_truth = _fold_truth(dataset_dir, prepared, cfg)
                 note = prepared.provenance["Evaluation"]

@@ -23,21 +23,12 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import great_expectations as gx
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from great_expectations.core.expectation_validation_result import (
-    ExpectationSuiteValidationResult,
-    ExpectationValidationResult,
-)
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
 
 from churnml import contract
 from churnml.contract import TABLES
@@ -57,6 +48,12 @@ from churnml.io import (
     write_atomic,
 )
 from churnml.progress import Progress
+
+if TYPE_CHECKING:  # Great Expectations takes seconds to import: only what needs it loads it
+    import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +226,8 @@ def _meta(rule: ContractRule) -> dict:
 def _expectation(rule: ContractRule, cast_columns: Collection[str]):
     meta = _meta(rule)
     notes = f"data contract: {rule.table}.{rule.column}: {rule.rule}"
+    import great_expectations as gx
+
     e = gx.expectations
     if rule.kind == "exists":
         return e.ExpectColumnToExist(column=rule.column, meta=meta, notes=notes)
@@ -312,6 +311,8 @@ def build_suite(
 def _suite(
     table: str, rules: list[ContractRule], cast_columns: Collection[str]
 ) -> gx.ExpectationSuite:
+    import great_expectations as gx
+
     return gx.ExpectationSuite(
         name=f"contract.{table}",
         expectations=[_expectation(r, cast_columns) for r in rules],
@@ -420,6 +421,8 @@ class _SuiteRunner:
         self.rows = 0
 
     def _definition(self, suite: gx.ExpectationSuite, name: str) -> gx.ValidationDefinition:
+        import great_expectations as gx
+
         suite = self.context.suites.add(suite)
         return self.context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=self.batch, suite=suite)
@@ -427,6 +430,8 @@ class _SuiteRunner:
 
     def _detail_definition(self, keys: frozenset) -> gx.ValidationDefinition:
         """A validation of only the expectations in `keys` (a sub-suite, made once per set)."""
+        import great_expectations as gx
+
         if keys not in self._detail:
             rules = [r for key, r in self.rules.items() if key in keys]
             name = f"contract.{self.table}.detail{len(self._detail) + 1}"
@@ -811,6 +816,13 @@ def _context(data_docs_sites: dict | None = None):
     Built from an explicit config because the default ephemeral one carries a `local_site`
     Data Docs site in a temp folder; ours are only the `data_docs_sites` given.
     """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         data_docs_sites=data_docs_sites or {},
@@ -1047,6 +1059,11 @@ def _gx_result(
     suite: gx.ExpectationSuite, scan: _TableScan, failures: list[RuleFailure]
 ) -> ExpectationSuiteValidationResult:
     """The scan's verdicts as GX validation results, one per expectation of the suite."""
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+
     broken = {(f.column, f.rule): f for f in failures}
     results = []
     for expectation in suite.expectations:

@@ -363,6 +363,7 @@ class _ChunkSimulator:
         calls = generate_calls(
             rng, pop, idx, lo[idx], hi[idx], lam[idx], st.dormant, st.e_dec, drop, st.pull,
             st.target_op, available, ported_before, np.flatnonzero(available),
+            data_session_weight=p.data_session_weight,
         )  # fmt: skip
         self._write_calls(sink, calls)
 

@@ -28,6 +28,9 @@ class SimulationParams:
 
     # Usage volume: mean CDR rows per fully engaged customer-month (voice + SMS + data).
     calls_per_month: float = 60.0
+    # Odds multiplier of a row being a data session: a real xDR feed logs a data session every
+    # few hours, so data rows outnumber calls and texts (3.0 gives about two rows in three).
+    data_session_weight: float = 1.0
 
     # Churn process.
     voluntary_scale: float = 0.54  # multiplies every voluntary cause hazard
