@@ -202,7 +202,7 @@ def test_unchanged_table_that_passed_is_not_scanned_again(
     caplog.clear()
     broken = validate_dataset(path, cache_dir=cache)
     assert [(f.table, f.column) for f in broken.failures] == [("calls", "kind")]
-    rescanned = [r.getMessage() for r in caplog.records if "rules," in r.getMessage()]
+    rescanned = [r.getMessage() for r in caplog.records if " rules (" in r.getMessage()]
     assert [m.split(":")[0] for m in rescanned] == ["calls"]
     TINY_TABLES["calls"]().to_parquet(path / "calls.parquet", index=False)
     assert validate_dataset(path, cache_dir=cache).success
@@ -210,7 +210,9 @@ def test_unchanged_table_that_passed_is_not_scanned_again(
     os.utime(path / "customers.parquet", ns=(1, 1))
     caplog.clear()
     assert validate_dataset(path, cache_dir=cache).success
-    rescanned = [r.getMessage().split(":")[0] for r in caplog.records if "rules," in r.getMessage()]
+    rescanned = [
+        r.getMessage().split(":")[0] for r in caplog.records if " rules (" in r.getMessage()
+    ]
     assert set(rescanned) == set(TABLES)
     # Other settings are other verdicts: a stricter limit is checked, not taken from the cache.
     strict = validate_dataset(path, cache_dir=cache, limits=Limits(max_amount=40.0))
@@ -387,3 +389,57 @@ def test_snapshot_with_integer_labels_and_docs(tmp_path: Path) -> None:
     report = validate_snapshot(df, "id", "churn", 1, docs_dir=tmp_path / "docs")
     assert report.success
     assert report.docs_path is not None and report.docs_path.is_file()
+
+
+def test_scores_check_names_every_broken_rule() -> None:
+    from churnml.contract import SCORE_COLUMNS
+    from churnml.validation import ScoresInvalid, check_scores
+
+    good = pd.DataFrame({c: ["x"] * 4 for c in SCORE_COLUMNS})
+    good["customer_id"] = ["C1", "C2", "C3", "C4"]
+    good["churn_probability"] = [0.1, 0.2, 0.3, 0.4]
+    good["revenue_at_risk"] = [1.0, 2.0, 0.0, 3.0]
+    good["value_tier"] = ["A", "B", "C", "D"]
+    assert check_scores(good, good["customer_id"]).success
+    bad = good.copy()
+    bad.loc[1, "customer_id"] = "C1"  # C1 twice, C2 missing
+    bad.loc[2, "churn_probability"] = 1.5
+    bad.loc[3, "value_tier"] = "E"
+    bad.loc[0, "action"] = None
+    with pytest.raises(ScoresInvalid) as caught:
+        check_scores(bad, good["customer_id"])
+    assert [_key(f) for f in caught.value.report.failures] == [
+        ("scores", "action", "not null", 1),
+        ("scores", "customer_id", "unique", 2),
+        ("scores", "churn_probability", "between 0 and 1", 1),
+        ("scores", "value_tier", "one of A, B, C, D", 1),
+        ("scores", "customer_id", "one row per eligible customer", 1),
+    ]
+    assert caught.value.report.failures[-1].example_ids == ["C2"]
+
+
+def test_parquet_footer_proves_range_rules_and_a_file_without_statistics_is_scanned(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    from churnml.io import table_path
+    from churnml.validation import _plan_scan, _resolve_as_of
+
+    path = write_tiny_dataset(tmp_path / "tiny")
+    as_of = _resolve_as_of(path, None)
+    scan = _plan_scan("calls", table_path(path, "calls"), as_of=as_of, references={}, limits=None)
+    proven = {r.rule for r in scan.proven if r.column == "started_at"}
+    assert proven == {"not null", "not after as_of"}
+    assert "not after as_of" not in {r.rule for r in scan.rules if r.column == "started_at"}
+    # Without statistics nothing is proven and every rule is scanned, with the same verdict.
+    table = pq.read_table(path / "calls.parquet")
+    pq.write_table(table, path / "calls.parquet", write_statistics=False)
+    scan = _plan_scan("calls", table_path(path, "calls"), as_of=as_of, references={}, limits=None)
+    assert scan.proven == []
+    assert validate_dataset(path).success
+    # A footer that shows a value out of range proves nothing: the scan finds the row.
+    broken = next(b for b in BROKEN_RULES if b.id == "calls.started_at.not_after_as_of")
+    broken.mutate(write_tiny_dataset(tmp_path / "late"))
+    report = validate_dataset(tmp_path / "late", tables=["calls"])
+    assert [_key(f) for f in report.failures] == [("calls", "started_at", "not after as_of", 1)]

@@ -971,15 +971,17 @@ def run_simulation(cfg: DictConfig) -> Path:
     return simulate_dataset(params, out_dir)
 
 
-def _check_events(cfg, dataset_dir: Path, run_dir: Path) -> ValidationReport:
+def _check_events(cfg, dataset_dir: Path, run_dir: Path, *, docs: bool = True) -> ValidationReport:
     """Check an event dataset against the contract (ContractViolation when it breaks a rule).
 
     With `validation.cache`, a table file that passed under the same rules is not scanned
-    again: scoring right after training on the same extract validates nothing twice.
+    again: scoring right after training on the same extract validates nothing twice. `docs`
+    writes the validation pages (training and `churnml validate`; the nightly scoring run
+    needs only the verdict, whose error names every broken rule).
     """
     return check_dataset(
         dataset_dir,
-        docs_dir=run_dir / "validation",
+        docs_dir=run_dir / "validation" if docs else None,
         limits=validation_limits(cfg.validation),
         cache_dir=Path(cfg.validation.cache_dir) if cfg.validation.cache else None,
     )
@@ -1094,7 +1096,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
     dataset_dir = require_dataset(cfg.data.path)
     started = time.perf_counter()
     if cfg.validation.enabled:
-        _check_events(cfg, dataset_dir, run_dir)
+        _check_events(cfg, dataset_dir, run_dir, docs=False)
     as_of = dataset_as_of(dataset_dir)
     scoring_date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
     tracking.set_tags({"mlflow.runName": f"score-{cfg.data.name}-{scoring_date.date()}"})

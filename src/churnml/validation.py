@@ -14,6 +14,7 @@ scores) are validated by GX itself.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import html
 import json
@@ -26,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -552,6 +552,7 @@ class _TableScan:
     present: list[str]  # contract columns present in the file
     rules: list[ContractRule]  # rules judged by the scan (flags), in contract order
     missing: list[ContractRule]  # required columns absent from the file
+    proven: list[ContractRule]  # rules the Parquet footer proves for every row
     sql: str  # one scan: the row count, the rows breaking each rule, naive and offset stamps
     rows_sql: str  # a row's id and rule verdicts (_id, _f<i>), for example ids
     stamp_sql: dict[str, tuple[str, str]]  # stamp column -> (naive SQL, offset SQL) over raw
@@ -723,8 +724,11 @@ def _plan_scan(
         for c in present
     }
     oks = [_ok_sql(r, row_reads, as_of, joins) for r in rules]
-    # A rule that no value can break (the type of a natively typed column) costs nothing.
-    kept = [(r, ok) for r, ok in zip(rules, oks, strict=True) if ok != "TRUE"]
+    # A rule that no value can break (the type of a natively typed column) costs nothing, and
+    # neither does one the Parquet footer proves for every row (see `_proven_by_footer`).
+    proven = _proven_by_footer(path, types, rules, oks, reads)
+    kept = [(r, ok) for r, ok in zip(rules, oks, strict=True) if ok != "TRUE" and r not in proven]
+    proven_rules = [r for r in rules if r in proven]
     rules = [r for r, _ in kept]
     flags = [f"coalesce(({ok}), TRUE) AS _f{i}" for i, (_, ok) in enumerate(kept)]
     stamp_sql = {}
@@ -749,7 +753,109 @@ def _plan_scan(
         aggregates.append(f"count(*) FILTER (WHERE _offset{i})")
     aggregates += [f"count(_read{i})" for i in range(len(present))]
     sql = f"SELECT {', '.join(aggregates)} FROM ({rows_sql})"
-    return _TableScan(table, path, present, rules, missing, sql, rows_sql, stamp_sql)
+    return _TableScan(table, path, present, rules, missing, proven_rules, sql, rows_sql, stamp_sql)
+
+
+# Rules whose verdict over a column is decided by its extremes and null count.
+_FOOTER_RULES = ("not_null", "between")
+_FOOTER_PHYSICAL = {"INT32", "INT64", "FLOAT", "DOUBLE"}
+
+
+def _footer_extremes(path: Path) -> dict[str, tuple[object, object, int]]:
+    """Per numeric or time column of a Parquet file: (min, max, null count) over every row
+    group, from the footer; a column missing statistics in any row group is left out."""
+    metadata = pq.ParquetFile(path).metadata
+    out: dict[str, tuple[object, object, int]] = {}
+    names = [metadata.schema.column(j).name for j in range(metadata.num_columns)]
+    for j, name in enumerate(names):
+        low = high = None
+        nulls = 0
+        usable = True
+        for i in range(metadata.num_row_groups):
+            chunk = metadata.row_group(i).column(j)
+            stats = chunk.statistics
+            if stats is None or not stats.has_null_count:
+                usable = False
+                break
+            nulls += stats.null_count
+            if chunk.num_values > stats.null_count:
+                if chunk.physical_type not in _FOOTER_PHYSICAL or not stats.has_min_max:
+                    usable = False
+                    break
+                low = stats.min if low is None else min(low, stats.min)
+                high = stats.max if high is None else max(high, stats.max)
+        if usable:
+            out[name] = (low, high, nulls)
+    return out
+
+
+def _literal(value: object) -> str | None:
+    """A DuckDB literal for a footer statistic, or None when it cannot stand for the data."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return None if value != value else f"CAST({str(value)!r} AS DOUBLE)"
+    if isinstance(value, datetime.datetime):
+        return None if value.tzinfo else f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, datetime.date):
+        return f"DATE '{value.isoformat()}'"
+    return None
+
+
+def _proven_by_footer(
+    path: Path,
+    types: dict[str, str],
+    rules: list[ContractRule],
+    oks: list[str],
+    reads: dict[str, ColumnRead],
+) -> set[ContractRule]:
+    """The rules a Parquet footer proves for every row, so the scan need not evaluate them.
+
+    A column without nulls keeps its not-null rule; a range rule (bounds, plausible maximum,
+    not after as_of) holds for every value when it holds for the column's smallest and largest
+    values. The very SQL of the rule is evaluated on those two values. Only natively typed
+    numbers and naive times are trusted; text statistics, INT96 stamps and a row group without
+    statistics prove nothing.
+    """
+    if path.suffix != ".parquet":
+        return set()
+    extremes = _footer_extremes(path)
+    proven: set[ContractRule] = set()
+    with connect() as con:
+        for rule, ok in zip(rules, oks, strict=True):
+            name = rule.column
+            if name not in extremes or reads[name].fallible or rule.needs != (name,):
+                continue
+            low, high, nulls = extremes[name]
+            if rule.kind == "not_null":
+                if nulls == 0:
+                    proven.add(rule)
+                continue
+            monotone = (
+                rule.kind == "between"
+                or rule.rule == RULE_AS_OF
+                or (rule.rule.startswith("<= ") and bool(rule.params))
+            )
+            if not monotone or column_family(types[name]) not in ("int", "float", "timestamp"):
+                continue
+            values = [_literal(v) for v in (low, high) if v is not None]
+            if None in values:
+                continue
+            if not values:  # every value null: no value to break the rule
+                proven.add(rule)
+                continue
+            typed = reads[name].typed.replace(quote_identifier(name), "v")
+            rows = ", ".join(f"({v})" for v in values)
+            holds = con.execute(
+                f"SELECT bool_and(coalesce(({ok}), TRUE)) FROM (SELECT v AS "
+                f"{quote_identifier(name)}, {typed} AS {_typed(name)} FROM (VALUES {rows}) "
+                "AS x(v)) AS t"
+            ).fetchone()[0]
+            if holds:
+                proven.add(rule)
+    return proven
 
 
 def _run_scan(con: duckdb.DuckDBPyConnection, scan: _TableScan) -> None:
@@ -1021,7 +1127,7 @@ def _scan_key(scan: _TableScan, as_of: pd.Timestamp | None, referenced: dict[str
     parts = {
         "version": CACHE_VERSION,
         "file": _file_key(scan.path),
-        "rules": [f"{r.column}: {r.rule}" for r in scan.rules + scan.missing],
+        "rules": [f"{r.column}: {r.rule}" for r in scan.rules + scan.missing + scan.proven],
         "as_of": None if as_of is None else as_of.isoformat(),
         "references": {
             r.params[0]: referenced[r.params[0]]
@@ -1170,10 +1276,11 @@ def validate_dataset(
             failures.extend(table_failures)
             if kept is None:
                 log.info(
-                    "%s: %s rows, %d rules, %d broken (%.1f s)",
+                    "%s: %s rows, %d rules (%d proven by the Parquet footer), %d broken (%.1f s)",
                     table,
                     f"{scan.rows:,}",
-                    len(scan.rules) + len(scan.missing),
+                    len(scan.rules) + len(scan.missing) + len(scan.proven),
+                    len(scan.proven),
                     len(table_failures),
                     time.perf_counter() - t0,
                 )
@@ -1188,7 +1295,7 @@ def validate_dataset(
                         },
                     )
             if docs_dir is not None:
-                suite = _suite(table, scan.missing + scan.rules, _fallible(scan))
+                suite = _suite(table, scan.missing + scan.proven + scan.rules, _fallible(scan))
                 runs.append((suite, _gx_result(suite, scan, table_failures)))
             bar.update(1)
         failures.extend(_time_model_failures(con, scans))
@@ -1277,66 +1384,78 @@ RULE_FINITE_SCORE = "finite (no inf)"
 
 
 def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationReport:
-    """Check batch-scoring output before it is published (GX suite on the scores table).
+    """Check batch-scoring output before it is published, in one DuckDB pass over the frame.
 
     Required columns present and non-null, probabilities in [0, 1], value tiers A-D, revenue at
     risk >= 0, no infinite number in any column, customer ids unique, and exactly one row per
-    eligible customer. Raises
-    ScoresInvalid when a rule breaks.
+    eligible customer. Raises ScoresInvalid when a rule breaks.
     """
     table = "scores"
-    rules = [ContractRule(table, c, RULE_PRESENT, "exists") for c in SCORES_REQUIRED]
-    rules += [ContractRule(table, c, RULE_NOT_NULL, "not_null", (c,)) for c in SCORES_REQUIRED]
-    rules += [
-        ContractRule(table, "customer_id", RULE_UNIQUE, "unique", ("customer_id",)),
-        ContractRule(table, "customer_id", RULE_ELIGIBLE, "flag", ("customer_id",)),
-        ContractRule(
-            table,
-            "churn_probability",
-            rule_between(0, 1),
-            "between",
-            ("churn_probability",),
-            (0, 1, False),
-        ),
-        ContractRule(
-            table,
-            "revenue_at_risk",
-            _range_rule(0, None, False),
-            "between",
-            ("revenue_at_risk",),
-            (0, None, False),
-        ),
-        ContractRule(
-            table,
-            "value_tier",
-            rule_one_of(contract.VALUE_TIERS),
-            "in_set",
-            ("value_tier",),
-            contract.VALUE_TIERS,
-        ),
+    failures = [
+        RuleFailure(table, c, RULE_PRESENT, len(scores), [])
+        for c in SCORES_REQUIRED
+        if c not in scores.columns
     ]
-    numeric = [c for c in scores.columns if pd.api.types.is_float_dtype(scores[c])]
-    rules += [ContractRule(table, c, RULE_FINITE_SCORE, "flag", (c,)) for c in numeric]
-    rules = [r for r in rules if set(r.needs) <= set(scores.columns)]
-    frame = scores.copy()
-    for r in rules:
-        if r.rule == RULE_FINITE_SCORE:
+    present = set(scores.columns)
+    checks: list[tuple[str, str, str]] = []  # (column, rule, SQL true when a row keeps it)
+    for c in SCORES_REQUIRED:
+        if c in present:
+            checks.append((c, RULE_NOT_NULL, f"s.{quote_identifier(c)} IS NOT NULL"))
+    if "customer_id" in present:
+        checks.append(("customer_id", RULE_UNIQUE, "_dup.k IS NULL"))
+        checks.append(("customer_id", RULE_ELIGIBLE, "_expected.k IS NOT NULL"))
+    ranges = [
+        ("churn_probability", rule_between(0, 1), "BETWEEN 0 AND 1"),
+        ("revenue_at_risk", _range_rule(0, None, False), ">= 0"),
+    ]
+    for c, rule, test in ranges:
+        if c in present:
+            q = f"s.{quote_identifier(c)}"
+            checks.append((c, rule, f"{q} IS NULL OR isnan({q}) OR {q} {test}"))
+    if "value_tier" in present:
+        tiers = ", ".join(sql_string(t) for t in contract.VALUE_TIERS)
+        checks.append(
+            ("value_tier", rule_one_of(contract.VALUE_TIERS), f"s.value_tier IN ({tiers})")
+        )
+    for c in scores.columns:
+        if pd.api.types.is_float_dtype(scores[c]):
             # NaN is a missing value (the not-null rules judge it); inf is never a number to
             # publish: it tops every ranking by revenue at risk.
-            frame[r.flag] = ~np.isinf(frame[r.column].to_numpy(dtype=float))
-    expected = set(expected_ids.astype(str))
-    eligible_flag = next(r.flag for r in rules if r.rule == RULE_ELIGIBLE)
-    frame[eligible_flag] = frame["customer_id"].astype(str).isin(expected)
-    context = _context()
-    context.data_sources.add_pandas("churnml")
-    runner = _SuiteRunner(context, table, rules, (), "customer_id")
-    runner.run(frame)
-    failures = runner.failures()
-    missing = expected - set(frame["customer_id"].astype(str))
-    if missing:
-        failures.append(
-            RuleFailure(table, "customer_id", RULE_ELIGIBLE, len(missing), sorted(missing)[:5])
+            q = f"s.{quote_identifier(c)}"
+            checks.append((c, RULE_FINITE_SCORE, f"{q} IS NULL OR NOT isinf({q})"))
+    expected = pd.DataFrame({"k": expected_ids.astype(str).to_numpy(object)})
+    ids = "CAST(s.customer_id AS VARCHAR)" if "customer_id" in present else "NULL"
+    flags = ", ".join(f"coalesce(({sql}), TRUE) AS _f{i}" for i, (_, _, sql) in enumerate(checks))
+    rows_sql = f"SELECT {ids} AS _id, {flags} FROM _scores AS s"
+    if "customer_id" in present:
+        rows_sql += (
+            f" LEFT JOIN (SELECT {ids} AS k FROM _scores AS s GROUP BY 1 HAVING count(*) > 1)"
+            f" AS _dup ON {ids} = _dup.k"
+            f" LEFT JOIN (SELECT DISTINCT k FROM _expected) AS _expected ON {ids} = _expected.k"
         )
+    with connect() as con:
+        con.register("_scores", scores)
+        con.register("_expected", expected)
+        if checks:
+            aggregates = [
+                f"count(*) FILTER (WHERE NOT _f{i}), "
+                f"min(DISTINCT _id, {MAX_EXAMPLES}) FILTER (WHERE NOT _f{i})"
+                for i in range(len(checks))
+            ]
+            result = con.execute(f"SELECT {', '.join(aggregates)} FROM ({rows_sql})").fetchone()
+            for i, (column, rule, _) in enumerate(checks):
+                n, examples = result[2 * i], result[2 * i + 1]
+                if n:
+                    failures.append(RuleFailure(table, column, rule, int(n), list(examples or [])))
+        if "customer_id" in present:
+            n, examples = con.execute(
+                f"SELECT count(*), min(k, {MAX_EXAMPLES}) FROM (SELECT DISTINCT k FROM _expected) "
+                f"WHERE k NOT IN (SELECT {ids} FROM _scores AS s WHERE s.customer_id IS NOT NULL)"
+            ).fetchone()
+            if n:
+                failures.append(
+                    RuleFailure(table, "customer_id", RULE_ELIGIBLE, int(n), list(examples))
+                )
     report = ValidationReport(not failures, failures, {table: len(scores)}, None)
     if failures:
         for failure in failures:
