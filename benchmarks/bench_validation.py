@@ -112,7 +112,9 @@ def main() -> None:
     def best(kind: str) -> dict:
         return min(runs[kind], key=lambda r: r["wall_s"])
 
-    ratios = [v["wall_s"] / f["wall_s"] for v, f in zip(runs["calls"], runs["features"])]
+    ratios = [
+        v["wall_s"] / f["wall_s"] for v, f in zip(runs["calls"], runs["features"], strict=True)
+    ]
     lines = [
         SECTION,
         "",
