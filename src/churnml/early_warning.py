@@ -33,9 +33,7 @@ DIMENSIONS = {
 }
 
 
-def hit_rates(
-    lost: pd.DataFrame, lookback_days: list[int], by: str = "exit_month"
-) -> pd.DataFrame:
+def hit_rates(lost: pd.DataFrame, lookback_days: list[int], by: str = "exit_month") -> pd.DataFrame:
     """Per exit month (or per value of `by`): lost customers, and per lookback the customers judged (a score date
     existed that many days before the exit), flagged (risk band R01 then) and the share.
 

@@ -64,11 +64,14 @@ def _last_activity(dataset_dir: Path, before: pd.Timestamp) -> pd.DataFrame:
         ).df()
 
 
-def _events_start(dataset_dir: Path) -> pd.Timestamp | None:
+def _activity_start(dataset_dir: Path) -> pd.Timestamp | None:
+    """From when the activity silence is judged on is recorded: the later start of the calls
+    and payments tables (a line that only pays would look silent before payments begin)."""
     from churnml.sampling import event_table_starts
 
     starts = event_table_starts(dataset_dir)
-    return min(starts.values()) if starts else None
+    kept = [starts[t] for t in ("calls", "payments") if t in starts]
+    return max(kept) if kept else None
 
 
 def exit_records(
@@ -85,7 +88,8 @@ def exit_records(
     date = pd.Timestamp(date)
     columns = ["customer_id", "activated_at", "terminated_at", "termination_reason"]
     present = table_columns(table_path(dataset_dir, "customers"))
-    extra = [c for c in ("initial_plan_id", "payment_type", "region") if c in present]
+    optional = ("initial_plan_id", "payment_type", "region", "previous_customer_id")
+    extra = [c for c in optional if c in present]
     customers = read_table(dataset_dir, "customers", [*columns, *extra])
     customers["customer_id"] = customers["customer_id"].astype(str)
     customers["activated_at"] = pd.to_datetime(customers["activated_at"])
@@ -99,16 +103,24 @@ def exit_records(
 
     still_open = customers[customers["terminated_at"].isna() | (customers["terminated_at"] > date)]
     silent_days = pd.Timedelta(days=silence.horizon_days)
-    last = _last_activity(dataset_dir, date)
-    last["customer_id"] = last["customer_id"].astype(str)
-    still_open = still_open.merge(last, on="customer_id", how="left")
-    start = _events_start(dataset_dir)
-    known_from = still_open["activated_at"]
-    if start is not None:
-        known_from = known_from.where(known_from > start, start)
-    since = pd.to_datetime(still_open["last_activity"]).fillna(known_from)
-    silent = (still_open["activated_at"] <= date - silent_days) & (since < date - silent_days)
-    quiet = still_open[silent].copy()
+    start = _activity_start(dataset_dir)
+    if start is None or start > date - silent_days:
+        log.info(
+            "silence not judged at %s: the calls and payments do not cover the %d days before it",
+            date.date(),
+            silence.horizon_days,
+        )
+        quiet = still_open.iloc[:0].assign(last_activity=pd.NaT)
+        since = pd.Series(dtype="datetime64[ns]")
+        silent = pd.Series(dtype=bool)
+    else:
+        last = _last_activity(dataset_dir, date)
+        last["customer_id"] = last["customer_id"].astype(str)
+        still_open = still_open.merge(last, on="customer_id", how="left")
+        known_from = still_open["activated_at"].where(still_open["activated_at"] > start, start)
+        since = pd.to_datetime(still_open["last_activity"]).fillna(known_from)
+        silent = (still_open["activated_at"] <= date - silent_days) & (since < date - silent_days)
+        quiet = still_open[silent].copy()
     quiet["exit_date"] = since[silent].dt.normalize()
     quiet["exit_type"] = "silence"
     quiet["termination_reason"] = None
@@ -209,10 +221,14 @@ def _attach_returns(customers: pd.DataFrame, exits: pd.DataFrame) -> pd.DataFram
         return out
     back = customers[customers["previous_customer_id"].notna()]
     back = back.sort_values("activated_at").drop_duplicates("previous_customer_id")
-    link = back.set_index(back["previous_customer_id"].astype(str))
-    out["returned_customer_id"] = out["customer_id"].map(link["customer_id"])
-    out["returned_at"] = out["customer_id"].map(link["activated_at"])
-    return out
+    link = pd.DataFrame(
+        {
+            "customer_id": back["previous_customer_id"].astype(str).to_numpy(),
+            "returned_customer_id": back["customer_id"].to_numpy(),
+            "returned_at": pd.to_datetime(back["activated_at"]).to_numpy(),
+        }
+    )
+    return exits.merge(link, on="customer_id", how="left")
 
 
 # -- the score history -----------------------------------------------------------------------
