@@ -34,8 +34,9 @@ DIMENSIONS = {
 
 
 def hit_rates(lost: pd.DataFrame, lookback_days: list[int], by: str = "exit_month") -> pd.DataFrame:
-    """Per exit month (or per value of `by`): lost customers, and per lookback the customers judged (a score date
-    existed that many days before the exit), flagged (risk band R01 then) and the share.
+    """Per exit month (or per value of `by`): lost customers, and per lookback the customers
+    judged (a score date existed that many days before the exit), flagged (risk band R01
+    then) and the share.
 
     A customer the score date did not score (not yet eligible) is judged and not flagged: the
     warning missed them. Months with no score date that far back judge nobody (share empty).
