@@ -266,7 +266,7 @@ def test_revenue_lost_by_dimension(dataset: Path, tmp_path: Path):
     assert table.loc["voluntary", "share_covered"] == 0.0
     assert table["lost"].sum() == len(lost)
     by_destination = early_warning.revenue_lost(lost, "destination_operator")
-    assert set(by_destination["destination_operator"]) == {"beta", "gamma", "unknown"}
+    assert set(by_destination["destination_operator"]) == {"beta", "gamma", "no port-out"}
 
 
 def test_campaigns_before_the_exit(dataset: Path, caplog: pytest.LogCaptureFixture):

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from churnml import contract
 from churnml.explain import cause_label
 from churnml.lost import TOP_DECILE
 
@@ -66,11 +67,19 @@ def hit_rates_by(lost: pd.DataFrame, column: str, lookback_days: list[int]) -> p
     return hit_rates(lost, lookback_days, by=column)
 
 
+# What an empty value means in each dimension.
+MISSING_LABEL = {
+    "main_cause": "not scored",
+    "last_value_tier": "not scored",
+    "destination_operator": "no port-out",
+}
+
+
 def revenue_lost(lost: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per value of `column`: lost customers, monthly revenue and lifetime value lost, and the
     part of the monthly revenue whose customers a contact list named before they left."""
     frame = lost.assign(
-        _key=lost[column].fillna("unknown").astype(str),
+        _key=lost[column].fillna(MISSING_LABEL.get(column, "unknown")).astype(str),
         _covered=lost["monthly_revenue"].where(lost["on_contact_list"].astype(bool), 0.0),
     )
     grouped = frame.groupby("_key", sort=False)
@@ -129,13 +138,15 @@ class EarlyWarningReport:
 def plot_hit_rates(by_month: pd.DataFrame, lookback_days: list[int]) -> plt.Figure:
     """Share of each month's lost customers flagged (R01) at each lookback."""
     fig, ax = plt.subplots(figsize=(8, 3.6))
+    positions = range(len(by_month))  # month labels are text: no date parsing by matplotlib
     for days in lookback_days:
         ax.plot(
-            by_month["exit_month"],
+            positions,
             by_month[f"share_flagged_{days}d"] * 100,
             marker="o",
             label=f"{days} days before",
         )
+    ax.set_xticks(list(positions), by_month["exit_month"].astype(str).tolist())
     ax.set(ylabel="lost customers in the top risk decile (%)", ylim=(0, 100))
     ax.axhline(10, color="grey", linewidth=0.8, linestyle="--")
     ax.text(0, 11, "chance (10 %)", color="grey", fontsize=8)
@@ -159,7 +170,7 @@ def plot_revenue_lost(table: pd.DataFrame, column: str, label: str) -> plt.Figur
 
 
 def _label(column: str, value: object) -> str:
-    if column == "main_cause" and value not in ("unknown", "none", None):
+    if column == "main_cause" and value in contract.CAUSE_FAMILIES:
         return cause_label(str(value))
     return str(value)
 
@@ -172,12 +183,12 @@ def _embed(fig: plt.Figure) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{data}">'
 
 
-def _table(frame: pd.DataFrame, formats: dict[str, str]) -> str:
+def _table(frame: pd.DataFrame, formats: dict[str, str], classes: str = "table") -> str:
     shown = frame.copy()
     for column, fmt in formats.items():
         if column in shown:
             shown[column] = shown[column].map(lambda v, f=fmt: "" if pd.isna(v) else f.format(v))
-    return shown.to_html(index=False, border=0, classes="table", escape=True, na_rep="")
+    return shown.to_html(index=False, border=0, classes=classes, escape=True, na_rep="")
 
 
 _STYLE = """
@@ -189,7 +200,8 @@ background:#f6f8fa;padding:1rem;border-radius:6px}.card div span{color:#666}
 table.table{border-collapse:collapse;font-size:.88rem;margin:.6rem 0}
 table.table th,table.table td{padding:.25rem .6rem;border-bottom:1px solid #eee;text-align:left}
 img{max-width:100%}.primer{background:#fffbe6;border-left:4px solid #e0b000;padding:.6rem 1rem;
-font-size:.92rem}ul.notes li{margin:.3rem 0}
+font-size:.92rem}ul.notes li{margin:.3rem 0}table.table td{vertical-align:top}
+table.winback td:last-child{min-width:16rem}
 """
 
 
@@ -266,7 +278,8 @@ def render_report(report: EarlyWarningReport) -> str:
             f"within the horizon, times the value of their return{html.escape(money)}.</p>",
             _table(
                 report.winback_top,
-                {
+                classes="table winback",
+                formats={
                     "p_return": "{:.0%}",
                     "monthly_revenue": "{:,.2f}",
                     "expected_value": "{:,.0f}",

@@ -358,7 +358,10 @@ def attach_scores(
             for f in fields:
                 if f in snapshot.scores:
                     values[f][rows.to_numpy()] = snapshot.scores[f].reindex(ids).to_numpy()
-            sources[rows.to_numpy()] = snapshot.source
+            # Where this customer's scores came from: nothing when that date did not score them.
+            sources[rows.to_numpy()] = np.where(
+                ids.isin(snapshot.scores.index).to_numpy(), snapshot.source, None
+            )
         if days == 0:
             for f in fields:
                 out[f] = values[f]

@@ -52,6 +52,18 @@ from churnml.winback import WinbackUnavailable, run_winback
 log = logging.getLogger(__name__)
 
 REPORT_FILE = "early_warning.html"
+REPORT_WINBACK_COLUMNS = (
+    "rank",
+    "customer_id",
+    "exit_type",
+    "destination_operator",
+    "months_since_exit",
+    "monthly_revenue",
+    "main_cause",
+    "p_return",
+    "expected_value",
+    "offer",
+)
 
 
 @dataclass(frozen=True)
@@ -267,9 +279,7 @@ def _lost(
                 "Return window": f"{cfg.winback.horizon_months} months",
                 "On the list": f"{len(result.ranked):,} of {result.candidates:,} lost customers",
             }
-            winback_top = winback_csv.head(20).assign(
-                exit_date=lambda f: pd.to_datetime(f["exit_date"]).dt.date
-            )
+            winback_top = winback_csv.head(20)[list(REPORT_WINBACK_COLUMNS)]
 
     currency = cfg.scoring.currency
     card = {
