@@ -296,3 +296,21 @@ def test_campaigns_before_the_exit(dataset: Path, caplog: pytest.LogCaptureFixtu
     assert found.loc["C4", "campaigns_before_exit"] == 1
     assert found.loc["C4", "contacts_before_exit"] == 0
     assert found.loc["C9", "campaigns_before_exit"] == 0
+
+
+# -- the command's config ------------------------------------------------------------------
+def test_lost_config_composes_and_checks_its_settings(tmp_path: Path):
+    from churnml.cli import JOBS
+    from churnml.config import compose_config
+    from churnml.errors import SettingsError
+
+    assert JOBS["lost"][0] == "lost"
+    cfg = compose_config("lost", [f"paths.root_dir={tmp_path}"])
+    # Silence is the inactivity label's own definition.
+    assert (cfg.silence.kind, cfg.silence.horizon_days) == ("inactivity", 180)
+    assert cfg.lost.lookback_days == [30, 60, 90]
+    assert "non-payment" in cfg.winback.exclude_exit_types
+    with pytest.raises(SettingsError, match=r"winback\.exclude_exit_types"):
+        compose_config("lost", [f"paths.root_dir={tmp_path}", "winback.exclude_exit_types=[bad]"])
+    with pytest.raises(SettingsError, match=r"lost\.lookback_days"):
+        compose_config("lost", [f"paths.root_dir={tmp_path}", "lost.lookback_days=[-30]"])
