@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -320,8 +320,9 @@ def _lost(
         {
             "lost_date": date.isoformat(),
             "output": str(folder),
-            "lost": cfg.lost,
-            "winback": cfg.winback,
+            "silence_days": cfg.silence.horizon_days,
+            "lost": asdict(cfg.lost),
+            "winback": asdict(cfg.winback),
         }
     )
     tracking.log_dataset_input(
