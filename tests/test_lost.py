@@ -314,3 +314,15 @@ def test_lost_config_composes_and_checks_its_settings(tmp_path: Path):
         compose_config("lost", [f"paths.root_dir={tmp_path}", "winback.exclude_exit_types=[bad]"])
     with pytest.raises(SettingsError, match=r"lost\.lookback_days"):
         compose_config("lost", [f"paths.root_dir={tmp_path}", "lost.lookback_days=[-30]"])
+
+
+def test_a_broken_stored_score_file_is_bad_input(tmp_path: Path):
+    from churnml.io import DatasetError
+
+    folder = _write_scores(tmp_path / "scores") / "scoring_date=2024-02-01"
+    (folder / "scores.parquet").write_bytes(b"half a parquet file")
+    with pytest.raises(DatasetError, match="stored scores cannot be read"):
+        read_stored_snapshot(TS("2024-02-01"), folder)
+    pd.DataFrame({"customer_id": ["C1"]}).to_parquet(folder / "scores.parquet")
+    with pytest.raises(DatasetError, match="lack the column"):
+        read_stored_snapshot(TS("2024-02-01"), folder)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from churnml.config import LabelConfig, LostSettings
-from churnml.io import connect, read_table, scan_sql, table_columns, table_path
+from churnml.io import DatasetError, connect, read_table, scan_sql, table_columns, table_path
 
 log = logging.getLogger(__name__)
 
@@ -271,14 +272,28 @@ def stored_score_dates(scores_parent: Path) -> dict[pd.Timestamp, Path]:
     return found
 
 
+STORED_REQUIRED = ("customer_id", "risk_band")
+
+
 def read_stored_snapshot(day: pd.Timestamp, folder: Path) -> ScoreSnapshot:
-    """A published scores folder as a snapshot (the contact list from contact_list.csv)."""
-    scores = pd.read_parquet(folder / "scores.parquet")
+    """A published scores folder as a snapshot (the contact list from contact_list.csv).
+
+    A file that cannot be read, or lacks the columns the table needs, is bad input: the run
+    stops naming the file rather than judging the warning on part of the history.
+    """
+    path = folder / "scores.parquet"
+    try:
+        scores = pd.read_parquet(path)
+        contacts: frozenset[str] = frozenset()
+        if (folder / "contact_list.csv").is_file():
+            listed = pd.read_csv(folder / "contact_list.csv", usecols=["customer_id"], dtype=str)
+            contacts = frozenset(listed["customer_id"])
+    except (OSError, ValueError, pa.ArrowException) as error:
+        raise DatasetError(f"{folder}: stored scores cannot be read ({error})") from error
+    missing = [c for c in STORED_REQUIRED if c not in scores]
+    if missing:
+        raise DatasetError(f"{path}: stored scores lack the column(s) {', '.join(missing)}")
     scores["customer_id"] = scores["customer_id"].astype(str)
-    contacts: frozenset[str] = frozenset()
-    if (folder / "contact_list.csv").is_file():
-        listed = pd.read_csv(folder / "contact_list.csv", usecols=["customer_id"], dtype=str)
-        contacts = frozenset(listed["customer_id"])
     return ScoreSnapshot(day, scores.set_index("customer_id"), contacts, "stored")
 
 
