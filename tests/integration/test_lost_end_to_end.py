@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from churnml.config import compose_config
+from churnml.io import DatasetError
+from churnml.jobs import run_scoring, scoring_folder
 from churnml.lost_job import lost_folder, run_lost
 
 pytestmark = pytest.mark.slow
@@ -19,22 +21,42 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="module")
-def lost_run(trained_project: Path, tiny_dataset: Path):
-    cfg = compose_config(
+STORED_DATE = "2024-10-15"  # a nightly score file the table must use where it applies
+
+
+def _config(root: Path, dataset: Path, *overrides: str):
+    return compose_config(
         "lost",
         [
-            f"paths.root_dir={trained_project}",
-            f"run_dir={trained_project}/logs/lost",
-            f"data.path={tiny_dataset}",
+            f"paths.root_dir={root}",
+            f"run_dir={root}/logs/lost",
+            f"data.path={dataset}",
             "data.name=tiny",
             "validation.enabled=false",
             # 12 months of data: a 2-month return window leaves room to train and test.
             "winback.horizon_months=2",
             "winback.test_cutoffs=2",
             "winback.min_returns=3",
+            *overrides,
         ],
     )
+
+
+@pytest.fixture(scope="module")
+def lost_run(trained_project: Path, tiny_dataset: Path):
+    score_cfg = compose_config(
+        "score",
+        [
+            f"paths.root_dir={trained_project}",
+            f"run_dir={trained_project}/logs/score_lost",
+            f"data.path={tiny_dataset}",
+            "data.name=tiny",
+            "validation.enabled=false",
+            f"scoring.date={STORED_DATE}",
+        ],
+    )
+    run_scoring(score_cfg)
+    cfg = _config(trained_project, tiny_dataset)
     return cfg, run_lost(cfg)
 
 
@@ -62,13 +84,44 @@ def test_every_ended_subscription_is_in_the_table_once(lost_run, tiny_dataset: P
     for row in ports.itertuples():
         mine = requests[requests["customer_id"] == row.customer_id]
         assert row.destination_operator in set(mine["operator"])
-    # Scores before the exit came from the champion (no stored scores in this project yet);
-    # a customer the date did not score (too new) has none.
+    # Scores before the exit: stored files where they cover it, the champion elsewhere; a
+    # customer the date did not score (too new) has none.
     scored = lost["score_source"].notna()
-    assert scored.mean() > 0.5 and set(lost.loc[scored, "score_source"]) == {"champion"}
+    assert scored.mean() > 0.5 and set(lost.loc[scored, "score_source"]) <= {"champion", "stored"}
     assert lost.loc[scored, "main_cause"].notna().all()
     returned = lost["returned_customer_id"].dropna()
     assert returned.isin(customers["customer_id"]).all() and len(returned) > 0
+
+
+def test_early_warning_agrees_with_the_stored_scores(lost_run):
+    """Where a stored score file covers a lookback, the band is that file's, read here apart."""
+    cfg, result = lost_run
+    lost = pd.read_parquet(result.lost_path)
+    used = 0
+    for folder in scoring_folder(cfg, pd.Timestamp(STORED_DATE)).parent.glob("scoring_date=*"):
+        day = pd.Timestamp(folder.name.split("=")[1])
+        bands = pd.read_parquet(folder / "scores.parquet").set_index("customer_id")["risk_band"]
+        for days in (30, 60, 90):
+            rows = lost[lost[f"score_date_{days}d_before"] == day]
+            expected = rows["customer_id"].map(bands)
+            got = rows[f"risk_band_{days}d_before"]
+            assert (got.fillna("none") == expected.fillna("none")).all()
+            # The date is the latest on or before exit - days, at most 31 days older.
+            target = rows["exit_date"] - pd.Timedelta(days=days)
+            assert ((target >= day) & (target - day <= pd.Timedelta(days=31))).all()
+            used += len(rows)
+    assert used > 0
+    by_month = pd.read_csv(result.folder / "early_warning_by_month.csv")
+    for days in (30, 60, 90):
+        judged = lost[f"score_date_{days}d_before"].notna()
+        flagged = judged & (lost[f"risk_band_{days}d_before"] == "R01")
+        assert by_month[f"judged_{days}d"].sum() == judged.sum()
+        assert by_month[f"flagged_{days}d"].sum() == flagged.sum()
+
+
+def test_a_date_after_the_data_is_bad_input(trained_project: Path, tiny_dataset: Path):
+    with pytest.raises(DatasetError, match="after the data's as_of"):
+        run_lost(_config(trained_project, tiny_dataset, "scoring.date=2030-01-01"))
 
 
 def test_the_run_is_logged_to_mlflow(lost_run):
