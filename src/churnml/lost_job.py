@@ -237,8 +237,8 @@ def _lost(
     if table["campaigns_before_exit"].isna().all():
         notes.append("No campaigns table: campaigns and offers before the exits are not known")
     table = table[lost_columns(table)]
-    if not table["customer_id"].is_unique:
-        raise AssertionError("a subscription appears twice in the lost table")
+    if not table["customer_id"].is_unique:  # a bug in a join, never bad data
+        raise RuntimeError("a subscription appears twice in the lost table")
 
     days = [d for d in lookbacks(cfg.lost) if d > 0]
     by_month = early_warning.hit_rates(table, days)
@@ -246,40 +246,10 @@ def _lost(
     revenue = {c: early_warning.revenue_lost(table, c) for c in early_warning.DIMENSIONS}
     metrics = early_warning.summarize(table, days)
 
-    winback_csv, winback_card, winback_top = None, {}, None
-    if not cfg.winback.enabled:
-        notes.append("Win-back list switched off (winback.enabled=false)")
-    elif table[
-        "returned_customer_id"
-    ].isna().all() and "previous_customer_id" not in _customer_columns(dataset_dir):
-        log.info("customers has no previous_customer_id (contract v2): no win-back model")
-        notes.append(
-            "The data record no returns (customers.previous_customer_id): no win-back list"
-        )
-    else:
-        try:
-            result = run_winback(table, date, cfg.winback, cfg.silence.horizon_days, cfg.seed)
-        except WinbackUnavailable as error:
-            log.info("win-back list skipped: %s", error)
-            notes.append(f"Win-back list skipped: {error}")
-        else:
-            metrics.update(result.evaluation.metrics())
-            winback_csv = result.ranked.round(
-                {"p_return": 3, "expected_value": 2, "months_since_exit": 1}
-            )
-            ev = result.evaluation
-            winback_card = {
-                "Out-of-time ROC AUC": f"{ev.roc_auc:.3f}",
-                "Top-decile lift": f"{ev.top_decile_lift:.2f}",
-                "Tested on": f"{len(ev.test_cutoffs)} month starts from "
-                f"{ev.test_cutoffs[0].date()} ({ev.test_rows:,} rows, {ev.test_returns:,} returns)",
-                "Trained on": f"{len(ev.train_cutoffs)} month starts to "
-                f"{ev.train_cutoffs[-1].date()} ({ev.train_rows:,} rows, "
-                f"{ev.train_returns:,} returns)",
-                "Return window": f"{cfg.winback.horizon_months} months",
-                "On the list": f"{len(result.ranked):,} of {result.candidates:,} lost customers",
-            }
-            winback_top = winback_csv.head(20)[list(REPORT_WINBACK_COLUMNS)]
+    winback_csv, winback_card, winback_top, winback_metrics = _winback(
+        cfg, dataset_dir, table, date, notes
+    )
+    metrics.update(winback_metrics)
 
     currency = cfg.scoring.currency
     card = {
@@ -351,6 +321,47 @@ def _lost(
         metrics,
         notes,
     )
+
+
+def _winback(
+    cfg: LostConfig, dataset_dir: Path, table: pd.DataFrame, date: pd.Timestamp, notes: list[str]
+) -> tuple[pd.DataFrame | None, dict[str, str], pd.DataFrame | None, dict[str, float]]:
+    """The win-back list, the report's card and top rows, and the model's out-of-time metrics;
+    or nothing, with a note saying why."""
+    if not cfg.winback.enabled:
+        notes.append("Win-back list switched off (winback.enabled=false)")
+        return None, {}, None, {}
+    if "previous_customer_id" not in _customer_columns(dataset_dir):
+        log.info("customers has no previous_customer_id (contract v2): no win-back model")
+        notes.append(
+            "The data record no returns (customers.previous_customer_id): no win-back list"
+        )
+        return None, {}, None, {}
+    try:
+        result = run_winback(table, date, cfg.winback, cfg.silence.horizon_days, cfg.seed)
+    except WinbackUnavailable as error:
+        log.info("win-back list skipped: %s", error)
+        notes.append(f"Win-back list skipped: {error}")
+        return None, {}, None, {}
+    ranked = result.ranked.round({"p_return": 3, "expected_value": 2, "months_since_exit": 1})
+    if ranked.empty and result.candidates:
+        notes.append(
+            f"None of the {result.candidates:,} lost customers passed the win-back list's "
+            "filters (exit type, winback.min_monthly_revenue; a customer with no scores "
+            "before the exit has no known revenue)"
+        )
+    ev = result.evaluation
+    card = {
+        "Out-of-time ROC AUC": f"{ev.roc_auc:.3f}",
+        "Top-decile lift": f"{ev.top_decile_lift:.2f}",
+        "Tested on": f"{len(ev.test_cutoffs)} month starts from {ev.test_cutoffs[0].date()} "
+        f"({ev.test_rows:,} rows, {ev.test_returns:,} returns)",
+        "Trained on": f"{len(ev.train_cutoffs)} month starts to {ev.train_cutoffs[-1].date()} "
+        f"({ev.train_rows:,} rows, {ev.train_returns:,} returns)",
+        "Return window": f"{cfg.winback.horizon_months} months",
+        "On the list": f"{len(ranked):,} of {result.candidates:,} lost customers",
+    }
+    return ranked, card, ranked.head(20)[list(REPORT_WINBACK_COLUMNS)], ev.metrics()
 
 
 def _customer_columns(dataset_dir: Path) -> list[str]:
