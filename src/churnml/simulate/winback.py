@@ -35,8 +35,8 @@ import numpy as np
 import pyarrow as pa
 
 from churnml.simulate import catalog
-from churnml.simulate.population import DAYS_PER_MONTH, Population, _add_months
-from churnml.simulate.writer import DatasetSink, take_str, to_date, to_float
+from churnml.simulate.population import Population, _add_months
+from churnml.simulate.writer import DatasetSink, prefixed_ids, take_str, to_date, to_float
 
 # Cause of the exit (catalog.ALL_CAUSES order) -> factor on the return hazard.
 EXIT_CAUSE_FACTOR = {
@@ -147,7 +147,7 @@ def simulate_returns(sim, sink: DatasetSink, n_chunks: int, level: int = 1) -> N
     return_day = day[back]
     # A longer number than any id of the level before: ids never collide across levels.
     new_gid = sim.pop.gid[returners] + 10 ** (sim.width + level - 1)
-    new_ids = _ids(new_gid, sim.width)
+    new_ids = prefixed_ids("C", new_gid, sim.width)
     returned_id = np.full(len(leavers), -1)
     returned_id[back] = np.arange(len(returners))
     _write_truth(sim, sink, leavers, hazards, returned_id, new_ids, day)
@@ -166,12 +166,6 @@ def simulate_returns(sim, sink: DatasetSink, n_chunks: int, level: int = 1) -> N
     child.previous_ids = sim.cust_ids.take(pa.array(returners))
     child.run(sink)
     simulate_returns(child, sink, n_chunks, level + 1)
-
-
-def _ids(gid: np.ndarray, width: int) -> pa.Array:
-    from churnml.simulate.writer import prefixed_ids
-
-    return prefixed_ids("C", gid, width)
 
 
 def _write_truth(sim, sink, leavers, hazards, returned_id, new_ids, day) -> None:
@@ -193,8 +187,3 @@ def _write_truth(sim, sink, leavers, hazards, returned_id, new_ids, day) -> None
         "returned_at": to_date(np.where(back, day, 0), ~back),
     }
     sink.write("winback", columns)
-
-
-def months_between(day_from: np.ndarray, day_to: np.ndarray) -> np.ndarray:
-    """Months (of DAYS_PER_MONTH days) from one day number to another."""
-    return (np.asarray(day_to) - np.asarray(day_from)) / DAYS_PER_MONTH
