@@ -167,3 +167,13 @@ def test_report_renders_offline_without_console_errors(lost_run):
     assert {"Did we see them coming?", "What was lost", "Win-back"} <= set(headings)
     assert "How to read this report" in text and "top risk decile" in text
     assert "Out-of-time ROC AUC" in text or "Win-back list skipped" in text
+
+
+def test_the_command_exits_2_on_a_missing_dataset(tmp_path: Path):
+    from pipeline_runs import run_pipeline
+
+    done = run_pipeline(
+        "lost", [f"paths.root_dir={tmp_path}", f"data.path={tmp_path / 'nowhere'}"], tmp_path, 300
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "nowhere" in done.stderr
