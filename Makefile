@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 SIM_DATA := data/raw/telco_sim/manifest.json
 
-.PHONY: help venv train score validate simulate tune serve test test-fast bench lint format docs mlflow-ui clean
+.PHONY: help venv train score lost validate simulate tune serve test test-fast bench lint format docs mlflow-ui clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -43,6 +43,9 @@ train: $(STAMP) $(USES_DEFAULT_DATA) ## Validate, sample, build features, train,
 
 score: $(STAMP) ## Batch scoring with the champion model (schedulers: call .venv/bin/churnml score)
 	$(CHURNML) score $(ARGS)
+
+lost: $(STAMP) ## Lost-customer table, early-warning report and win-back list (ARGS="scoring.date=...")
+	$(CHURNML) lost $(ARGS)
 
 validate: $(STAMP) ## Check a dataset against the data contract (ARGS="data.path=...")
 	$(CHURNML) validate $(ARGS)

@@ -6,6 +6,7 @@
     churnml validate data.path=/data/latest    check raw tables against the data contract
     churnml tune hydra.sweeper.n_trials=10     Optuna sweep (Hydra multirun), registers nothing
     churnml promote --version 7 --reason "..." make a registered version the champion by hand
+    churnml lost scoring.date=2025-11-01       lost customers, early warning, win-back list
 
 Every job takes Hydra overrides and Hydra's own flags (`--cfg job`, `--config-dir DIR`, `-m`).
 The configs ship in the package (`churnml/conf`); a folder of your own configs goes on top with
@@ -39,6 +40,7 @@ COMMANDS = {
     "validate": "check a dataset's raw tables against the data contract",
     "tune": "hyper-parameter sweep (Optuna, Hydra multirun); registers nothing",
     "promote": "make a registered model version the champion, with a reason",
+    "lost": "lost-customer table, early-warning report and win-back list",
 }
 
 
@@ -100,12 +102,26 @@ def _validate_job(cfg: DictConfig) -> None:
     print(f"\n{summary}")
 
 
+def _lost_job(cfg: DictConfig) -> None:
+    from churnml.lost_job import run_lost
+
+    with exit_on_known_errors():
+        result = run_lost(to_object(cfg))
+    print(f"\nLost customers: {result.rows:,} in {result.lost_path}")
+    print(f"Report:         {result.report_path}")
+    if result.winback_path is not None:
+        print(f"Win-back list:  {result.winback_path}")
+    for note in result.notes:
+        print(f"NOTE: {note}")
+
+
 JOBS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {
     "train": ("train", _train_job),
     "tune": ("train", _train_job),
     "score": ("score", _score_job),
     "simulate": ("simulate", _simulate_job),
     "validate": ("validate", _validate_job),
+    "lost": ("lost", _lost_job),
 }
 
 

@@ -246,6 +246,58 @@ class ScoreConfig:
 
 
 @dataclass
+class LostSettings:
+    """How the lost-customer table is built and judged (docs/lost-customers.md)."""
+
+    # A voluntary exit with a port-out request (not cancelled) this many days before it is a
+    # port-out: the number went to another operator.
+    port_out_window_days: int = 30
+    # Early warning: was the customer in the top risk decile this many days before leaving?
+    lookback_days: list[int] = field(default_factory=lambda: [30, 60, 90])
+    # A stored score date counts for a lookback when it is at most this many days older.
+    score_staleness_days: int = 31
+    # Contact-list coverage: on a contact list in the this many days before the exit.
+    contact_days: int = 90
+    # Without stored scores, recompute with the champion at month starts (false: leave empty).
+    recompute_with_champion: bool = True
+    # Lifetime value lost when the scores carry none: monthly revenue x these months.
+    lifetime_months: float = 24.0
+
+
+@dataclass
+class WinbackSettings:
+    """The win-back model and list (churnml.winback)."""
+
+    enabled: bool = True
+    horizon_months: int = 6  # returns within this many months of the list date
+    max_months_since_exit: int = 12  # older exits are no longer on the list
+    test_cutoffs: int = 3  # the latest labelled month starts judge the model out of time
+    min_returns: int = 20  # fewer returns in the training months: no model, one log line
+    exclude_exit_types: list[str] = field(default_factory=lambda: ["non-payment"])
+    min_monthly_revenue: float = 10.0  # below it a customer is not worth an offer
+    value_months: float = 12.0  # value of a return: monthly revenue x these months
+    list_size: int = 500
+    default_offer: str = "welcome-back call"
+    offers: dict[str, str] = field(default_factory=dict)  # main cause -> suggested offer
+
+
+@dataclass
+class LostConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # The silence definition of the inactivity label (conf/label/inactivity.yaml).
+    silence: LabelConfig = field(default_factory=LabelConfig)
+    lost: LostSettings = field(default_factory=LostSettings)
+    winback: WinbackSettings = field(default_factory=WinbackSettings)
+    seed: int = 42
+    run_dir: str = MISSING
+
+
+@dataclass
 class ValidateConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -261,6 +313,7 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="score_schema", node=ScoreConfig)
     store.store(name="validate_schema", node=ValidateConfig)
+    store.store(name="lost_schema", node=LostConfig)
 
 
 def dataset_name_from_path(path: str) -> str:

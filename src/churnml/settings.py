@@ -166,10 +166,37 @@ def _check_score(c: _Checker, cfg) -> None:
             c.one_of(f"scoring.actions[{i}].tiers[]", tier, VALUE_TIERS)
 
 
+EXIT_TYPES = ("voluntary", "port-out", "silence", "non-payment", "other")
+
+
+def _check_lost(c: _Checker, cfg) -> None:
+    _check_score(c, cfg)
+    lost, w = cfg.lost, cfg.winback
+    c.number("silence.horizon_days", cfg.silence.horizon_days, 0, 3660, strict_low=True)
+    c.number("lost.port_out_window_days", lost.port_out_window_days, 0, 3660)
+    for days in lost.lookback_days:
+        c.number("lost.lookback_days[]", days, 0, 3660, strict_low=True)
+    c.number("lost.score_staleness_days", lost.score_staleness_days, 0, 3660)
+    c.number("lost.contact_days", lost.contact_days, 0, 3660)
+    c.number("lost.lifetime_months", lost.lifetime_months, 0)
+    c.number("winback.horizon_months", w.horizon_months, 1, 60)
+    c.number("winback.max_months_since_exit", w.max_months_since_exit, 1, 240)
+    c.number("winback.test_cutoffs", w.test_cutoffs, 1, 60)
+    c.number("winback.min_returns", w.min_returns, 1)
+    c.number("winback.min_monthly_revenue", w.min_monthly_revenue, 0)
+    c.number("winback.value_months", w.value_months, 0, strict_low=True)
+    c.number("winback.list_size", w.list_size, 0)
+    for exit_type in w.exclude_exit_types:
+        c.one_of("winback.exclude_exit_types[]", exit_type, EXIT_TYPES)
+    for cause in w.offers:
+        c.one_of("winback.offers (cause)", cause, tuple(CAUSE_FAMILIES))
+    c.number("seed", cfg.seed, 0)
+
+
 def check_settings(cfg: T) -> T:
     """Check a typed train, score or validate config; raise SettingsError naming every bad
     setting."""
-    from churnml.config import ScoreConfig, TrainConfig
+    from churnml.config import LostConfig, ScoreConfig, TrainConfig
 
     c = _Checker()
     _check_common(c, cfg)
@@ -177,6 +204,8 @@ def check_settings(cfg: T) -> T:
         _check_train(c, cfg)
     elif isinstance(cfg, ScoreConfig):
         _check_score(c, cfg)
+    elif isinstance(cfg, LostConfig):
+        _check_lost(c, cfg)
     if c.problems:
         raise SettingsError("bad settings:\n" + "\n".join(c.problems))
     return cfg

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -43,7 +44,7 @@ import pyarrow as pa
 
 from churnml.io import write_atomic
 from churnml.progress import progress
-from churnml.simulate import catalog, truth
+from churnml.simulate import catalog, truth, winback
 from churnml.simulate.events import Bills, Ledger, daytime, draw_complaint_channel
 from churnml.simulate.params import SimulationParams
 from churnml.simulate.population import (
@@ -94,6 +95,7 @@ class _State:
     # Hidden states: they move the churn hazard and nothing else (no table records them).
     offer_left: np.ndarray  # months an outside offer still tempts (0: none)
     frustration: np.ndarray  # unreported dissatisfaction, a standard-normal AR(1) score
+    exit_cause: np.ndarray  # index into catalog.ALL_CAUSES of the largest hazard at exit (-1)
 
 
 def _initial_state(rng: np.random.Generator, pop: Population, window: Window) -> _State:
@@ -117,6 +119,7 @@ def _initial_state(rng: np.random.Generator, pop: Population, window: Window) ->
         silent_prev=np.zeros(n, dtype=np.int64),
         offer_left=np.zeros(n, dtype=np.int64),
         frustration=np.zeros(n),
+        exit_cause=np.full(n, -1, dtype=np.int64),
     )
 
 
@@ -145,20 +148,33 @@ class _ChunkSimulator:
     """Runs the month loop for one chunk of customers and writes its rows to the sink."""
 
     def __init__(
-        self, chunk: int, gid: np.ndarray, params: SimulationParams, window: Window, width: int
+        self,
+        chunk: int,
+        gid: np.ndarray,
+        params: SimulationParams,
+        window: Window,
+        width: int,
+        stream: tuple[int, ...] = (),
+        adapt: Callable[[np.random.Generator, Population], Population] | None = None,
     ) -> None:
+        # `stream` and `adapt` serve a chunk of returning customers (simulate.winback): its own
+        # random stream, and the drawn population turned into the people who come back.
         self.chunk = chunk
         self.width = width
         self.params = params
         self.window = window
-        self.rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(chunk,)))
+        key = (chunk, *stream)
+        self.rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=key))
         self.pop = draw_population(self.rng, gid, window, params)
+        if adapt is not None:
+            self.pop = adapt(self.rng, self.pop)
+        self.previous_ids: pa.Array | None = None  # previous_customer_id of returners
         self.n = len(gid)
         self.state = _initial_state(self.rng, self.pop, window)
         # Hidden states draw from their own stream: hidden_share = 0 reproduces the tables of
         # a simulator without them, draw for draw.
         self.hidden_rng = np.random.default_rng(
-            np.random.SeedSequence(params.seed, spawn_key=(chunk, 1))
+            np.random.SeedSequence(params.seed, spawn_key=(*key, 1))
         )
         self.state.frustration = self.hidden_rng.standard_normal(self.n)
         self.cust_ids = prefixed_ids("C", gid, width)
@@ -337,6 +353,7 @@ class _ChunkSimulator:
         port_op = np.where(st.courted, st.target_op, _draw_operator(rng, pop.price_sensitivity))
         st.ported_to = np.where(port, port_op, st.ported_to)
         st.term_day = np.where(vol | inv, exit_day, st.term_day)
+        st.exit_cause = np.where(vol | inv, np.argmax(h, axis=0), st.exit_cause)
         self._write_truth(sink, m, at_risk, p_vol, p_inv, h, recorded)
 
         # Events of the month, on days [lo, hi) of each present customer.
@@ -667,6 +684,11 @@ class _ChunkSimulator:
                 "region": take_str(catalog.REGIONS, pop.region),
                 "birth_year": to_int(pop.birth_year, pop.birth_year < 0),
                 "gender": take_str(np.array(["F", "M", "U"]), pop.gender),
+                "previous_customer_id": (
+                    self.previous_ids
+                    if self.previous_ids is not None
+                    else pa.nulls(self.n, pa.string())
+                ),
             },
         )
 
@@ -778,7 +800,9 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
                 "simulating customers %d..%d (chunk %d/%d)", start, stop - 1, chunk + 1, n_chunks
             )
             gid = np.arange(start, stop, dtype=np.int64)
-            _ChunkSimulator(chunk, gid, params, window, width).run(sink)
+            simulator = _ChunkSimulator(chunk, gid, params, window, width)
+            simulator.run(sink)
+            winback.simulate_returns(simulator, sink, n_chunks)
         counts = dict(sink.row_counts)
     decomposition = decompose_hazard(
         pd.read_parquet(out_dir / truth.TRUTH_FILE),

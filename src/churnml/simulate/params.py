@@ -56,6 +56,12 @@ class SimulationParams:
     hidden_move_weight: float = 0.25
     hidden_frustration_weight: float = 0.35
 
+    # Win-back (simulate.winback): the monthly hazard that a former customer comes back as a
+    # new subscription, in the first month after an average voluntary exit (0: nobody comes
+    # back), and how many months it takes to fall by a factor e.
+    winback_rate: float = 0.03
+    winback_decay_months: float = 8.0
+
     # Market events (month indices within the window; -1 switches an event off).
     price_rise_month: int = 12
     price_rise_pct: float = 0.08

@@ -37,7 +37,8 @@ def contract_schema(table: str, version: int = 1) -> pa.Schema:
 
 
 SCHEMAS: dict[str, pa.Schema] = {
-    **{table: contract_schema(table) for table in contract.FEATURE_TABLES},
+    # Version 2: customers carry previous_customer_id (a returning customer).
+    **{table: contract_schema(table, version=2) for table in contract.FEATURE_TABLES},
     "truth": pa.schema(
         [
             ("customer_id", pa.string()),
@@ -49,13 +50,32 @@ SCHEMAS: dict[str, pa.Schema] = {
             *[(f"hazard_{cause}", pa.float64()) for cause in ALL_CAUSES],
         ]
     ),
+    # One row per exit in the window: the true cause, the return hazard and the return
+    # (simulate.winback).
+    "winback": pa.schema(
+        [
+            ("customer_id", pa.string()),
+            ("terminated_at", pa.date32()),
+            ("termination_reason", pa.string()),
+            ("exit_cause", pa.string()),
+            ("destination_operator", pa.string()),
+            ("monthly_fee", pa.float64()),
+            ("return_hazard_first_month", pa.float64()),
+            ("p_return_3m", pa.float64()),
+            ("p_return_6m", pa.float64()),
+            ("p_return_12m", pa.float64()),
+            ("returned_customer_id", pa.string()),
+            ("returned_at", pa.date32()),
+        ]
+    ),
 }
 TRUTH_FILE = Path("truth") / "churn_probability.parquet"
+TRUTH_FILES = {"truth": TRUTH_FILE, "winback": Path("truth") / "winback.parquet"}
 
 
 def table_file(out_dir: Path, name: str) -> Path:
     """Where a table lands in the dataset folder."""
-    return out_dir / TRUTH_FILE if name == "truth" else out_dir / f"{name}.parquet"
+    return out_dir / TRUTH_FILES[name] if name in TRUTH_FILES else out_dir / f"{name}.parquet"
 
 
 def take_str(values: np.ndarray, codes: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
