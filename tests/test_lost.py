@@ -270,6 +270,7 @@ def test_revenue_lost_by_dimension(dataset: Path, tmp_path: Path):
 
 
 def test_campaigns_before_the_exit(dataset: Path, caplog: pytest.LogCaptureFixture):
+    (dataset / "campaigns.parquet").unlink(missing_ok=True)  # the tiny dataset has one
     exits = exit_records(dataset, DATE, SETTINGS, SILENCE)
     with caplog.at_level(logging.INFO, logger="churnml.lost"):
         without = attach_campaigns(dataset, exits)
