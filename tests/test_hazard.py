@@ -3,6 +3,8 @@ monotone curves, lifetime value and the value segment, the survival measures."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,9 +113,8 @@ def test_kaplan_meier_recovers_a_constant_hazard_under_heavy_censoring():
     n, h = 20_000, 0.04
     cutoffs = pd.to_datetime(rng.choice(pd.date_range("2024-01-01", periods=10, freq="MS"), n))
     months_to_exit = rng.geometric(h, n)  # the month of the exit, 1-based
-    exit_at = (
-        pd.DatetimeIndex(cutoffs)
-        + pd.to_timedelta((months_to_exit - 1) * DAYS_PER_MONTH + 10, unit="D")
+    exit_at = pd.DatetimeIndex(cutoffs) + pd.to_timedelta(
+        (months_to_exit - 1) * DAYS_PER_MONTH + 10, unit="D"
     )
     ids = [f"c{i}" for i in range(n)]
     customers = _customers(list(zip(ids, exit_at.astype(str), ["voluntary"] * n, strict=True)))
@@ -208,7 +209,7 @@ def test_curves_are_monotone_and_horizons_nondecreasing():
     assert (np.diff(survival, axis=1) <= 1e-12).all() and (survival <= 1).all()
     probabilities = churn_probabilities(survival, [365, 30, 180, 90])
     ordered = [probabilities[f"churn_probability_{d}d"] for d in (30, 90, 180, 365)]
-    for short, long in zip(ordered, ordered[1:], strict=False):
+    for short, long in itertools.pairwise(ordered):
         assert (short <= long).all()
     for k in range(1, 13):
         np.testing.assert_allclose(survival_at(survival, k), survival[:, k - 1])
@@ -268,7 +269,7 @@ def test_contact_ranking_by_value_at_risk_keeps_callable_customers_first():
 
 
 def test_measures_reward_the_true_curves_over_kaplan_meier():
-    frame, customers, base = _known_population(6_000, seed=9)
+    frame, customers, _base = _known_population(6_000, seed=9)
     test_cutoff = pd.Timestamp("2024-07-01")
     keys = frame[frame["cutoff"] == test_cutoff].reset_index(drop=True)
     as_of = pd.Timestamp("2025-07-01")

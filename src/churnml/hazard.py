@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from churnml.model import FeatureFrameSpec, TrainingError
+from churnml.progress import Progress, lightgbm_callback, progress
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,8 @@ class HazardModel:
         """(n, months) monthly hazards h(k | x): the chance of a counted exit in month k for a
         customer still there at its start."""
         out = np.empty((len(features), self.months), dtype=np.float64)
-        for start in range(0, len(features), batch_rows):
+        starts = range(0, len(features), batch_rows)
+        for start in progress(starts, "survival curves", unit="batches"):
             part = features.iloc[start : start + batch_rows]
             matrix = self.design.base_matrix(part)
             base = self.design.moving_base(matrix)
@@ -387,21 +389,27 @@ def fit_hazard(
         held = holdout_mask(keys["customer_id"].iloc[pp.row].reset_index(drop=True))
         train = lgb.Dataset(matrix[~held], pp.event[~held], weight=pp.weight[~held], **dataset_args)
         valid = lgb.Dataset(matrix[held], pp.event[held], weight=pp.weight[held], reference=train)
-        booster = lgb.train(
-            params,
-            train,
-            num_boost_round=settings.num_boost_round,
-            valid_sets=[valid],
-            valid_names=["holdout"],
-            callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
-        )
+        with Progress("hazard boosting", total=settings.num_boost_round, unit="rounds") as bar:
+            booster = lgb.train(
+                params,
+                train,
+                num_boost_round=settings.num_boost_round,
+                valid_sets=[valid],
+                valid_names=["holdout"],
+                callbacks=[
+                    lgb.early_stopping(settings.early_stopping_rounds, verbose=False),
+                    lightgbm_callback(bar),
+                ],
+            )
         best = booster.best_iteration or settings.num_boost_round
     else:
-        booster = lgb.train(
-            params,
-            lgb.Dataset(matrix, pp.event, weight=pp.weight, **dataset_args),
-            num_boost_round=rounds,
-        )
+        with Progress("hazard refit", total=rounds, unit="rounds") as bar:
+            booster = lgb.train(
+                params,
+                lgb.Dataset(matrix, pp.event, weight=pp.weight, **dataset_args),
+                num_boost_round=rounds,
+                callbacks=[lightgbm_callback(bar)],
+            )
         best = rounds
     model = HazardModel(design, booster, settings.months)
     model.baseline = kaplan_meier_hazards(pp, settings.months)

@@ -9,7 +9,6 @@ churn model's champion rules (`churnml.promotion`) judged on `hazard.promotion_m
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,7 +16,6 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 
 from churnml import tracking
 from churnml.config import HazardConfig, ScoreConfig, TrackingConfig, TrainConfig
@@ -464,21 +462,7 @@ class HazardModelPyfunc(mlflow.pyfunc.PythonModel):
 def log_hazard_model(model: HazardModel, example: pd.DataFrame, name: str) -> str:
     """Log the hazard model as a pyfunc with its code and signature; register it."""
     example = model.spec.as_model_input(example)
-    wrapper = HazardModelPyfunc(model)
-    signature = infer_signature(example, wrapper.predict(None, example))
-    with tempfile.TemporaryDirectory() as tmp:
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=wrapper,
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
-            pip_requirements=tracking._pip_requirements(),
-            code_paths=[tracking._package_code(Path(tmp))],
-        )
-    version = str(info.registered_model_version)
-    log.info("registered model %s version %s", name, version)
-    return version
+    return tracking.log_python_model(HazardModelPyfunc(model), example, name, MODEL_ARTIFACT)
 
 
 # --- scoring ----------------------------------------------------------------------------------
