@@ -20,6 +20,7 @@ import pandas as pd
 from churnml import tracking
 from churnml.config import HazardConfig, ScoreConfig, TrackingConfig, TrainConfig
 from churnml.hazard import (
+    DAYS_PER_MONTH,
     HazardModel,
     churn_probabilities,
     expected_remaining_months,
@@ -173,7 +174,7 @@ def _settings(model: HazardModel, cfg: TrainConfig, as_of: pd.Timestamp) -> None
             # the curve's span.
             "label": {
                 "kind": "time_to_churn",
-                "horizon_days": f"{cfg.hazard.months} months",
+                "horizon_days": round(cfg.hazard.months * DAYS_PER_MONTH),
                 "gap_days": 0,
                 "reasons": list(cfg.label.reasons),
             },

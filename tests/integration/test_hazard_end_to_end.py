@@ -39,7 +39,7 @@ def _score_config(root: Path, dataset: Path, *overrides: str):
 def test_training_registers_the_hazard_model_beside_the_churn_model(trained_project: Path):
     cfg = compose_config("score", [f"paths.root_dir={trained_project}", "data.name=tiny"])
     setup_tracking(cfg.tracking)
-    model, version, run_id = load_registered_model(hazard_tracking(cfg.tracking))
+    model, _version, run_id = load_registered_model(hazard_tracking(cfg.tracking))
     assert isinstance(model, HazardModel)
     assert hazard_tracking(cfg.tracking).registered_model_name == "churnml_tiny_hazard"
     assert run_id == latest_training_run()
