@@ -68,6 +68,13 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", type=Path, default=ROOT / "data" / "raw" / "telco_sim")
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="LightGBM threads (0: its default, every core; 1 on a machine shared with other "
+        "jobs, where OpenMP threads waiting for each other slow boosting down several times)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from churnml.hazard import fit_hazard
@@ -80,6 +87,8 @@ def main() -> int:
     del frame
     cutoffs = [pd.Timestamp(c) for c in sorted(scaled["cutoff"].unique())]
     settings = cfg.hazard
+    if args.threads:
+        settings.params = {**settings.params, "num_threads": args.threads}
     reasons = list(cfg.label.reasons)
     test = _test_cutoff(cutoffs, as_of, settings.test_follow_up_days)
     long = _test_cutoff(cutoffs, as_of, max(settings.horizons_days))
@@ -105,7 +114,8 @@ def main() -> int:
     print(
         f"\n### Time-to-churn model at {args.rows:,} rows ({datetime.now(UTC):%Y-%m-%d})\n\n"
         f"Machine: {platform.machine()}, {__import__('os').cpu_count()} cores; load average "
-        f"at the end {load}. Features: {args.dataset.name} ({features_s:.0f} s, not counted), "
+        f"at the end {load}; LightGBM threads: {args.threads or 'default'}. "
+        f"Features: {args.dataset.name} ({features_s:.0f} s, not counted), "
         f"scaled to {args.rows:,} (customer, cutoff) rows over {len(cutoffs)} cutoffs.\n\n"
         "| what | figure | target |\n|---|---|---|\n"
         f"| hazard training (fold + long fold + refit) | {train_s:.0f} s "

@@ -172,8 +172,13 @@ def _known_population(n: int, seed: int):
 
 
 def test_known_hazards_are_recovered():
-    frame, customers, _ = _known_population(12_000, seed=5)
-    settings = HazardConfig(params={"learning_rate": 0.1, "num_leaves": 15, "verbose": -1})
+    frame, customers, _ = _known_population(10_000, seed=5)
+    # One thread: small data, and no waiting on a busy second core.
+    settings = HazardConfig(
+        params={"learning_rate": 0.1, "num_leaves": 15, "verbose": -1, "num_threads": 1},
+        num_boost_round=200,
+        early_stopping_rounds=20,
+    )
     fit = fit_hazard(
         frame,
         ["x", "noise", "days_to_commitment_end"],
