@@ -28,6 +28,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_hazard")
+SOURCE = "source_customer_id"
 
 
 def _frame(dataset: Path):
@@ -58,6 +59,9 @@ def _scale(frame: pd.DataFrame, customers: pd.DataFrame, rows: int, seed: int):
     scaled = frame.iloc[pick].reset_index(drop=True)
     source = scaled["customer_id"].astype(str).to_numpy()
     scaled["customer_id"] = [f"b{i}" for i in range(rows)]
+    # Copies of one customer are held out for early stopping together, as one person would be:
+    # a copy on each side would let the hold-out keep improving and boosting never stop.
+    scaled[SOURCE] = source
     info = customers.set_index(customers["customer_id"].astype(str))
     copies = info.reindex(source).reset_index(drop=True)
     copies["customer_id"] = scaled["customer_id"].to_numpy()
@@ -94,10 +98,12 @@ def main() -> int:
     long = _test_cutoff(cutoffs, as_of, max(settings.horizons_days))
     timings = {}
     started = time.perf_counter()
-    fold = fit_hazard(scaled, columns, copies, test, settings, reasons, cfg.seed)
+    fold = fit_hazard(
+        scaled, columns, copies, test, settings, reasons, cfg.seed, holdout_column=SOURCE
+    )
     timings["fold"] = time.perf_counter() - started
     t = time.perf_counter()
-    fit_hazard(scaled, columns, copies, long, settings, reasons, cfg.seed)
+    fit_hazard(scaled, columns, copies, long, settings, reasons, cfg.seed, holdout_column=SOURCE)
     timings["long fold"] = time.perf_counter() - t
     t = time.perf_counter()
     refit = fit_hazard(
