@@ -12,8 +12,10 @@ import pytest
 from churnml.config import HazardConfig
 from churnml.hazard import (
     DAYS_PER_MONTH,
+    PersonPeriods,
     churn_probabilities,
     discount_factors,
+    downsample,
     expected_remaining_months,
     fit_hazard,
     kaplan_meier_hazards,
@@ -297,3 +299,21 @@ def test_measures_reward_the_true_curves_over_kaplan_meier():
     assert integrated_brier(survival, out) == pytest.approx(m["t_ibs"])
     flipped = concordance_td(1 - survival, out)
     assert flipped < 0.5
+
+
+def test_downsampling_keeps_exits_and_weights_back_to_the_full_counts():
+    rng = np.random.default_rng(4)
+    n = 200_000
+    event = (rng.random(n) < 0.03).astype(np.int8)
+    competing = (event == 0) & (rng.random(n) < 0.01)
+    pp = PersonPeriods(np.arange(n), np.ones(n, dtype=np.int16), event, np.ones(n), competing)
+    small, rate = downsample(pp, 20_000, seed=1)
+    assert abs(len(small) - 20_000) < 600 and rate < 0.1
+    assert small.event.sum() == event.sum()  # every exit kept while they fit in half
+    assert small.weight.sum() == pytest.approx(n, rel=0.02)
+    assert (small.weight * small.event).sum() == pytest.approx(event.sum())
+    # A base where exits alone would fill the rows: quiet months keep half of them.
+    tiny, _ = downsample(pp, 4_000, seed=1)
+    assert (tiny.event == 0).sum() > 1_500
+    assert (tiny.weight * tiny.event).sum() == pytest.approx(event.sum(), rel=0.1)
+    assert tiny.weight.sum() == pytest.approx(n, rel=0.05)

@@ -133,17 +133,22 @@ def person_periods(
 
 
 def downsample(pp: PersonPeriods, max_rows: int, seed: int) -> tuple[PersonPeriods, float]:
-    """Keep every exit and competing-exit month; keep other months at the rate that brings the
-    rows to about `max_rows`, weighted by 1 / rate (an unbiased image of the full set)."""
+    """Bring the rows to about `max_rows`, each kept row weighted by 1 / its rate, so the
+    weighted rows are an unbiased image of all of them.
+
+    Months without any exit go first: every exit and other-exit month is kept while they fill
+    at most half of `max_rows`; past that (a very large base), they are sampled too, so the
+    quiet months still make half the rows. Returns the rows and the quiet months' rate.
+    """
     plain = (pp.event == 0) & ~pp.competing
-    n_plain = int(plain.sum())
-    room = max_rows - (len(pp) - n_plain)
-    if n_plain == 0 or room >= n_plain:
+    n_plain, n_exits = int(plain.sum()), int((~plain).sum())
+    if len(pp) <= max_rows or n_plain == 0:
         return pp, 1.0
-    rate = max(room, 1) / n_plain
+    exit_rate = min(1.0, (max_rows / 2) / max(n_exits, 1))
+    rate = min(1.0, (max_rows - exit_rate * n_exits) / n_plain)
     draw = np.random.default_rng(seed).random(len(pp))
-    keep = ~plain | (draw < rate)
-    weight = np.where(plain, pp.weight / rate, pp.weight)
+    keep = np.where(plain, draw < rate, draw < exit_rate)
+    weight = pp.weight / np.where(plain, rate, exit_rate)
     out = PersonPeriods(pp.row, pp.month, pp.event, weight, pp.competing).take(keep)
     return out, rate
 
