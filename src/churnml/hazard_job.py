@@ -217,9 +217,18 @@ def train_hazard(
     )
     cutoffs = sorted(frame["cutoff"].unique())
     cutoffs = [pd.Timestamp(c) for c in cutoffs]
-    test_cutoff = _test_cutoff(cutoffs, as_of, settings.test_follow_up_days) or _test_cutoff(
-        cutoffs, as_of, 31
-    )
+    test_cutoff = _test_cutoff(cutoffs, as_of, settings.test_follow_up_days)
+    if test_cutoff is None:
+        test_cutoff = _test_cutoff(cutoffs, as_of, 31)
+        if test_cutoff is not None:
+            log.warning(
+                "time-to-churn test cutoff %s: the history leaves no cutoff with %d days "
+                "observed after it, so the test covers %d days (the longer horizons are not "
+                "judged)",
+                test_cutoff.date(),
+                settings.test_follow_up_days,
+                (as_of - test_cutoff).days,
+            )
     if test_cutoff is None:
         log.warning(
             "time-to-churn model skipped: no cutoff has a month observed after it and an "
