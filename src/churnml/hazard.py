@@ -248,7 +248,8 @@ class HazardModel:
             base = self.design.moving_base(matrix)
             for k in range(1, self.months + 1):
                 self.design.set_month(matrix, base, k)
-                out[start : start + len(part), k - 1] = self.booster.predict(matrix, num_threads=0)
+                # The booster's own threads (hazard.params.num_threads; default: every core).
+                out[start : start + len(part), k - 1] = self.booster.predict(matrix)
         return np.clip(out, 0.0, 1.0)
 
     def survival(self, features: pd.DataFrame) -> np.ndarray:
