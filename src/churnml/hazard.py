@@ -241,6 +241,8 @@ class HazardModel:
         """(n, months) monthly hazards h(k | x): the chance of a counted exit in month k for a
         customer still there at its start."""
         out = np.empty((len(features), self.months), dtype=np.float64)
+        # The threads it was trained with (hazard.params.num_threads; 0: every core).
+        threads = int(self.settings.get("hazard_params", {}).get("num_threads", 0))
         starts = range(0, len(features), batch_rows)
         for start in progress(starts, "survival curves", unit="batches"):
             part = features.iloc[start : start + batch_rows]
@@ -248,8 +250,9 @@ class HazardModel:
             base = self.design.moving_base(matrix)
             for k in range(1, self.months + 1):
                 self.design.set_month(matrix, base, k)
-                # The booster's own threads (hazard.params.num_threads; default: every core).
-                out[start : start + len(part), k - 1] = self.booster.predict(matrix)
+                out[start : start + len(part), k - 1] = self.booster.predict(
+                    matrix, num_threads=threads
+                )
         return np.clip(out, 0.0, 1.0)
 
     def survival(self, features: pd.DataFrame) -> np.ndarray:
