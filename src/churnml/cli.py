@@ -54,6 +54,9 @@ def _train_job(cfg: DictConfig) -> float:
     if result.model_version is not None:
         print(f"Model:                {result.model_name} v{result.model_version}")
         print(f"Registry:             {result.decision}")
+    if result.hazard_model_version is not None:
+        print(f"Time-to-churn model:  {result.model_name}_hazard v{result.hazard_model_version}")
+        print(f"Registry:             {result.hazard_decision}")
     shown = (
         "test_roc_auc",
         "test_roc_auc_std",
@@ -63,6 +66,10 @@ def _train_job(cfg: DictConfig) -> float:
         "test_brier",
         "test_ece",
         "cv_roc_auc_mean",
+        "hazard_test_concordance",
+        "hazard_test_auc_90d",
+        "hazard_test_truth_auc_90d",
+        "hazard_test_ibs_skill",
     )
     for name in (n for n in shown if n in result.metrics):
         print(f"{name:22s}{result.metrics[name]:.4f}")

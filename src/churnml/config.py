@@ -176,6 +176,36 @@ class ValidationConfig:
 
 
 @dataclass
+class HazardConfig:
+    """The time-to-churn model (`churnml.hazard`): monthly hazards, survival and lifetime value.
+
+    Trained beside the churn model by `churnml train` and used by `churnml score` (both skip it
+    when `enabled` is false). docs/time-to-churn.md explains every setting.
+    """
+
+    enabled: bool = True
+    months: int = 12  # K: the span of the survival curve S(1..K), in calendar months
+    horizons_days: list[int] = field(default_factory=lambda: [30, 90, 180, 365])
+    # Person-period rows above this many: months without an exit are down-sampled (weighted).
+    max_rows: int = 250_000
+    params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = 600
+    early_stopping_rounds: int = 40
+    # The test cutoff is the latest one with this many days observed after it; a second,
+    # older test cutoff with the longest horizon observed checks the long horizons (long_fold).
+    test_follow_up_days: int = 90
+    long_fold: bool = True
+    promotion_metric: str = "hazard_test_concordance"
+    # Lifetime value: monthly revenue x margin_rate x S(t), discounted monthly.
+    margin_rate: float = 0.35
+    annual_discount_rate: float = 0.1
+    # Value x potential matrix: tiers counted as high, for current value and lifetime value.
+    high_tiers: list[str] = field(default_factory=lambda: ["A", "B", "C"])
+    # Contact list order: expected_profit (the churn model's) or lifetime_value_at_risk.
+    contact_ranking: str = "expected_profit"
+
+
+@dataclass
 class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -189,6 +219,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     # The retention playbook, so the loss-driver report can say what to do about each cause.
     scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig())
+    hazard: HazardConfig = field(default_factory=HazardConfig)
     seed: int = 42
     run_dir: str = MISSING
 
@@ -242,6 +273,7 @@ class ScoreConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    hazard: HazardConfig = field(default_factory=HazardConfig)
     run_dir: str = MISSING
 
 

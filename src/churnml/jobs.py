@@ -22,7 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 
-from churnml import evaluation, explain, report, scoring, tracking
+from churnml import evaluation, explain, hazard_job, report, scoring, tracking
 from churnml.config import ModelConfig, ScoreConfig, TrainConfig, ValidateConfig
 from churnml.errors import NoEligibleCustomersError, exit_code_for
 from churnml.features import FeatureParams, build_features, resolve_feature_params
@@ -98,6 +98,8 @@ class TrainResult:
     decision: str
     metrics: dict[str, float]
     report_path: Path | None
+    hazard_model_version: str | None = None  # the time-to-churn model (churnml.hazard_job)
+    hazard_decision: str | None = None
 
 
 def _timed(stage: str, timings: dict[str, float], started: float) -> None:
@@ -439,6 +441,7 @@ def _explain_and_report(
     card: dict[str, str],
     cfg: TrainConfig,
     champion_run_id: str | None,
+    hazard: hazard_job.HazardResult | None = None,
 ) -> tuple[str, dict[str, pd.DataFrame]]:
     rows = test.sample(n=min(len(test), cfg.explain.max_rows), random_state=cfg.seed)
     rows = rows.sort_index()
@@ -473,6 +476,13 @@ def _explain_and_report(
     }
     for feature in drivers["feature"].head(cfg.explain.dependence_plots):
         figures[f"dependence_{feature}"] = report.plot_dependence(contrib, feature)
+    time_to_churn, hazard_tables = None, {}
+    if hazard is not None:
+        from churnml.hazard_report import report_section
+
+        time_to_churn, hazard_tables = report_section(
+            hazard.model, rows, main_causes, cfg, scale=len(test) / max(len(rows), 1)
+        )
     page = report.render_report(
         report.ReportInputs(
             title="Churn loss drivers",
@@ -488,9 +498,11 @@ def _explain_and_report(
             currency=currency,
             horizon_days=cfg.label.horizon_days,
             contact_capacity=cfg.evaluation.contact_capacity,
+            time_to_churn=time_to_churn,
         )
     )
     tables = {
+        **{f"time_to_churn_{name}": table for name, table in hazard_tables.items()},
         "drivers": drivers,
         "families": families,
         "findings": findings,
@@ -924,13 +936,21 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             )
             _timed("register", timings, started)
 
+        hazard = None
+        if snapshot is None:
+            started = time.perf_counter()
+            hazard = hazard_job.train_hazard(
+                cfg, dataset_dir, _hazard_frame(prepared), prepared.feature_columns, as_of
+            )
+            _timed("hazard", timings, started)
+
         report_path = None
         if cfg.explain.enabled:
             report_path = Path(cfg.paths.reports_dir) / "loss_drivers.html"
             started = time.perf_counter()
             card = _model_card(prepared, metrics, version or "unregistered", cfg)
             page, driver_tables = _explain_and_report(
-                model, splits["test"], metrics, card, cfg, champion_run_id
+                model, splits["test"], metrics, card, cfg, champion_run_id, hazard
             )
             for name, table in driver_tables.items():
                 tracking.log_frame(table, f"drivers/{name}.parquet")
@@ -944,6 +964,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         tracking.describe_run(_run_description(cfg, metrics, version, decision))
         if version is not None:
             _finish_promotion(cfg, version, decision)
+        hazard_job.finish_promotion(hazard)
     return TrainResult(
         run_id=run_id,
         dataset_name=cfg.data.name,
@@ -951,9 +972,19 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         model_version=version,
         promoted=decision.promote,
         decision=decision.reason,
-        metrics=metrics,
+        metrics={**metrics, **(hazard.metrics if hazard else {})},
         report_path=report_path,
+        hazard_model_version=hazard.version if hazard else None,
+        hazard_decision=hazard.decision.reason if hazard and hazard.version else None,
     )
+
+
+def _hazard_frame(prepared: PreparedData) -> pd.DataFrame | None:
+    """Every labelled (customer, cutoff) row with its features, for the time-to-churn model."""
+    if prepared.frame is not None:
+        return prepared.frame
+    parts = [p for p in prepared.splits.values() if "cutoff" in p]
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def run_simulation(cfg: DictConfig) -> Path:
@@ -1144,6 +1175,24 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
         _timed("features", timings, started)
 
         started = time.perf_counter()
+        hazard = hazard_job.load_for_scoring(cfg)  # None: no time-to-churn columns
+        time_to_churn = None
+        if hazard is not None:
+            hazard_features = features
+            if not set(hazard.model.feature_names) <= set(features.columns):
+                hazard_params = FeatureParams(**hazard.model.settings["features"])
+                hazard_features = build_features(dataset_dir, spine, hazard_params)
+            time_to_churn = hazard_job.score_columns(
+                hazard, hazard_features, cfg, feature_params.value_tier_cuts
+            )
+            # The playbook's `when` conditions can test the value segment.
+            segment = time_to_churn.set_index("customer_id")["value_segment"]
+            features = features.assign(
+                value_segment=features["customer_id"].astype(str).map(segment).to_numpy()
+            )
+        _timed("time_to_churn", timings, started)
+
+        started = time.perf_counter()
         scores = scoring.score_frame(
             model,
             features,
@@ -1154,6 +1203,8 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
             cfg.scoring,
             cfg.evaluation,
         )
+        if time_to_churn is not None:
+            scores = hazard_job.attach_scores(scores, time_to_churn, cfg.hazard)
         check_scores(scores, expected_ids=spine["customer_id"])
         contacts = scoring.contact_list(
             scores, cfg.scoring.contact_list_size, currency=cfg.scoring.currency
@@ -1171,6 +1222,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
                 "model_version": version,
                 "model_run_id": model_run_id,
                 "reason_attribution": cfg.scoring.attribution.value,
+                "hazard_model": f"{hazard.name} v{hazard.version}" if hazard else None,
             }
         )
         _timed("score", timings, started)

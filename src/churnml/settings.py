@@ -193,6 +193,38 @@ def _check_lost(c: _Checker, cfg) -> None:
     c.number("seed", cfg.seed, 0)
 
 
+HAZARD_METRICS = (
+    "hazard_test_concordance",
+    "hazard_test_ibs_skill",
+    "hazard_test_auc_30d",
+    "hazard_test_auc_90d",
+)
+CONTACT_RANKINGS = ("expected_profit", "lifetime_value_at_risk")
+
+
+def _check_hazard(c: _Checker, h) -> None:
+    """The time-to-churn settings (`hazard` group), for training and scoring alike."""
+    c.number("hazard.months", h.months, 1, 120)
+    for days in h.horizons_days:
+        c.number("hazard.horizons_days[]", days, 1, strict_low=False)
+        c.check(
+            "hazard.horizons_days[]",
+            days,
+            lambda d: d / (365.25 / 12) <= h.months + 1e-9,
+            f"at most the curve's span of hazard.months={h.months} months",
+        )
+    c.number("hazard.max_rows", h.max_rows, 1000)
+    c.number("hazard.num_boost_round", h.num_boost_round, 1)
+    c.number("hazard.early_stopping_rounds", h.early_stopping_rounds, 1)
+    c.number("hazard.test_follow_up_days", h.test_follow_up_days, 1)
+    c.number("hazard.margin_rate", h.margin_rate, 0, 1)
+    c.number("hazard.annual_discount_rate", h.annual_discount_rate, 0, 1)
+    c.one_of("hazard.promotion_metric", h.promotion_metric, HAZARD_METRICS)
+    c.one_of("hazard.contact_ranking", h.contact_ranking, CONTACT_RANKINGS)
+    for tier in h.high_tiers:
+        c.one_of("hazard.high_tiers[]", tier, VALUE_TIERS)
+
+
 def check_settings(cfg: T) -> T:
     """Check a typed train, score or validate config; raise SettingsError naming every bad
     setting."""
@@ -200,6 +232,8 @@ def check_settings(cfg: T) -> T:
 
     c = _Checker()
     _check_common(c, cfg)
+    if getattr(cfg, "hazard", None) is not None:
+        _check_hazard(c, cfg.hazard)
     if isinstance(cfg, TrainConfig):
         _check_train(c, cfg)
     elif isinstance(cfg, ScoreConfig):

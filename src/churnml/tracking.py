@@ -226,6 +226,29 @@ def log_model(model: ChurnModel, example: pd.DataFrame, registered_model_name: s
     return version
 
 
+def log_python_model(
+    wrapper: mlflow.pyfunc.PythonModel,
+    example: pd.DataFrame,
+    registered_model_name: str,
+    artifact_name: str,
+) -> str:
+    """Log another pyfunc (the time-to-churn model's) as `log_model` does; return its version."""
+    signature = infer_signature(example, wrapper.predict(None, example))
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=wrapper,
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_model_name,
+            pip_requirements=_pip_requirements(),
+            code_paths=[_package_code(Path(tmp))],
+        )
+    version = str(info.registered_model_version)
+    log.info("registered model %s version %s", registered_model_name, version)
+    return version
+
+
 def describe_version(
     tracking: TrackingConfig, version: str, description: str, tags: Mapping[str, str]
 ) -> None:
