@@ -443,3 +443,25 @@ def test_parquet_footer_proves_range_rules_and_a_file_without_statistics_is_scan
     broken.mutate(write_tiny_dataset(tmp_path / "late"))
     report = validate_dataset(tmp_path / "late", tables=["calls"])
     assert [_key(f) for f in report.failures] == [("calls", "started_at", "not after as_of", 1)]
+
+
+def test_scores_check_covers_the_optional_time_to_churn_columns() -> None:
+    from churnml.contract import SCORE_COLUMNS
+    from churnml.validation import ScoresInvalid, check_scores
+
+    scores = pd.DataFrame({c: ["x"] * 3 for c in SCORE_COLUMNS})
+    scores["customer_id"] = ["C1", "C2", "C3"]
+    scores["churn_probability"] = [0.1, 0.2, 0.3]
+    scores["revenue_at_risk"] = [1.0, 2.0, 3.0]
+    scores["value_tier"] = ["A", "B", "C"]
+    scores["churn_probability_30d"] = [0.05, 0.5, 0.1]
+    scores["churn_probability_90d"] = [0.10, 0.4, 0.2]  # C2: 90 days below 30 days
+    scores["lifetime_value"] = [10.0, -1.0, 5.0]
+    scores["value_segment"] = ["protect", "let go", "dunno"]
+    with pytest.raises(ScoresInvalid) as caught:
+        check_scores(scores, scores["customer_id"])
+    assert [_key(f) for f in caught.value.report.failures] == [
+        ("scores", "churn_probability_30d", "<= churn_probability_90d", 1),
+        ("scores", "lifetime_value", ">= 0", 1),
+        ("scores", "value_segment", "one of keep and grow, protect, develop, let go", 1),
+    ]

@@ -62,6 +62,15 @@ SCORE_COLUMNS = (
 )
 SCORE_NULLABLE = ("reason_1", "reason_2", "reason_3")
 VALUE_TIERS = ("A", "B", "C", "D")
+# Optional scores columns (v2), written when the time-to-churn or uplift model exists.
+SCORE_HORIZON_COLUMNS = (
+    "churn_probability_30d",
+    "churn_probability_90d",
+    "churn_probability_180d",
+    "churn_probability_365d",
+)
+# The value x potential matrix: current value tier x lifetime-value tier (playbook cells).
+VALUE_SEGMENTS = ("keep and grow", "protect", "develop", "let go")
 
 STRING, TIMESTAMP, INT, FLOAT, BOOL = "string", "timestamp", "int", "float", "bool"
 KINDS = (STRING, TIMESTAMP, INT, FLOAT, BOOL)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from churnml import tracking
 from churnml.config import HazardConfig, ScoreConfig, TrackingConfig, TrainConfig
+from churnml.contract import VALUE_SEGMENTS
 from churnml.hazard import (
     DAYS_PER_MONTH,
     HazardModel,
@@ -47,12 +48,13 @@ log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "hazard_model"
 SUFFIX = "_hazard"
 # The value x potential matrix: (current value high, lifetime value high) -> segment.
-SEGMENTS = {
-    (True, True): "keep and grow",
-    (True, False): "protect",
-    (False, True): "develop",
-    (False, False): "let go",
-}
+SEGMENTS = dict(
+    zip(
+        ((True, True), (True, False), (False, True), (False, False)),
+        VALUE_SEGMENTS,
+        strict=True,
+    )
+)
 SCORE_COLUMNS = (
     "expected_remaining_months",
     "lifetime_value",

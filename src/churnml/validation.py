@@ -17,6 +17,7 @@ import copy
 import datetime
 import hashlib
 import html
+import itertools
 import json
 import logging
 import re
@@ -1383,6 +1384,34 @@ RULE_ELIGIBLE = "one row per eligible customer"
 RULE_FINITE_SCORE = "finite (no inf)"
 
 
+def _optional_score_checks(present: set[str]) -> list[tuple[str, str, str]]:
+    """Rules of the optional v2 scores columns that are present: horizon probabilities in [0, 1]
+    and nondecreasing in the horizon, lifetime value and remaining months >= 0, uplift in
+    [-1, 1], value segments named."""
+    checks = []
+    horizons = [c for c in contract.SCORE_HORIZON_COLUMNS if c in present]
+    for c in horizons:
+        q = f"s.{quote_identifier(c)}"
+        checks.append((c, rule_between(0, 1), f"{q} IS NULL OR isnan({q}) OR {q} BETWEEN 0 AND 1"))
+    for shorter, longer in itertools.pairwise(horizons):
+        q_short, q_long = quote_identifier(shorter), quote_identifier(longer)
+        checks.append((shorter, f"<= {longer}", f"s.{q_short} <= s.{q_long}"))
+    for c in ("expected_remaining_months", "lifetime_value"):
+        if c in present:
+            q = f"s.{quote_identifier(c)}"
+            rule = _range_rule(0, None, False)
+            checks.append((c, rule, f"{q} IS NULL OR isnan({q}) OR {q} >= 0"))
+    if "uplift" in present:
+        checks.append(
+            ("uplift", rule_between(-1, 1), "s.uplift IS NULL OR s.uplift BETWEEN -1 AND 1")
+        )
+    if "value_segment" in present:
+        names = ", ".join(sql_string(v) for v in contract.VALUE_SEGMENTS)
+        rule = rule_one_of(contract.VALUE_SEGMENTS)
+        checks.append(("value_segment", rule, f"s.value_segment IN ({names})"))
+    return checks
+
+
 def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationReport:
     """Check batch-scoring output before it is published, in one DuckDB pass over the frame.
 
@@ -1417,6 +1446,7 @@ def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationRep
         checks.append(
             ("value_tier", rule_one_of(contract.VALUE_TIERS), f"s.value_tier IN ({tiers})")
         )
+    checks += _optional_score_checks(present)
     for c in scores.columns:
         if pd.api.types.is_float_dtype(scores[c]):
             # NaN is a missing value (the not-null rules judge it); inf is never a number to
