@@ -28,27 +28,27 @@ from churnml.validation import (
 
 TINY_ROWS = {table: len(make()) for table, make in TINY_TABLES.items()}
 
-# One broken rule of each kind, run by `make test-fast`; the full list is marked slow.
-FAST_IDS = {
-    "customers.customer_id.unique",
-    "customers.payment_type.required_column_present",
-    "customers.birth_year.type_int",
-    "customers.termination_reason.null_iff_terminated_at_is_null.active",
-    "customers.terminated_at.ge_activated_at",
-    "calls.customer_id.present_in_customers",
-    "calls.started_at.not_after_as_of",
-    "calls.duration_s.0_for_sms_and_data",
-    "complaints.severity.between_1_and_3",
-    "payments.amount.gt_0",
-}
 
 
 def _key(failure: RuleFailure) -> tuple:
     return (failure.table, failure.column, failure.rule, failure.n_rows)
 
 
-def _broken_dataset(tmp_path: Path, broken: BrokenRule, fmt: str = "parquet") -> Path:
-    path = write_tiny_dataset(tmp_path / "tiny", fmt)
+@pytest.fixture(scope="module")
+def tiny_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny dataset written once per format; each case copies it (copying is milliseconds,
+    writing seven tables through pandas is not)."""
+    root = tmp_path_factory.mktemp("tiny_templates")
+    return {fmt: write_tiny_dataset(root / fmt, fmt) for fmt in ("parquet", "csv")}
+
+
+def _broken_dataset(
+    tmp_path: Path, broken: BrokenRule, fmt: str = "parquet", templates: dict | None = None
+) -> Path:
+    if templates is None:
+        path = write_tiny_dataset(tmp_path / "tiny", fmt)
+    else:
+        path = Path(shutil.copytree(templates[fmt], tmp_path / "tiny"))
     broken.mutate(path)
     return path
 
@@ -60,10 +60,8 @@ def _tables_to_check(broken: BrokenRule) -> list[str] | None:
 
 
 def _params(fmt: str) -> list:
-    return [
-        pytest.param(b, id=f"{fmt}-{b.id}", marks=() if b.id in FAST_IDS else pytest.mark.slow)
-        for b in BROKEN_RULES
-    ]
+    """One case for every contract rule (the sweep takes seconds: no case is marked slow)."""
+    return [pytest.param(b, id=f"{fmt}-{b.id}") for b in BROKEN_RULES]
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -107,11 +105,13 @@ def test_build_suite_leaves_out_rules_of_absent_optional_columns() -> None:
     )
 
 
-# The full Parquet sweep runs through the training job in
+# One rule of each kind also runs through the training job in
 # tests/integration/test_train_end_to_end.py (test_broken_contract_rule_stops_...).
-@pytest.mark.parametrize("broken", [b for b in _params("parquet") if not b.marks])
-def test_each_broken_rule_stops_the_run(tmp_path: Path, broken: BrokenRule) -> None:
-    path = _broken_dataset(tmp_path, broken)
+@pytest.mark.parametrize("broken", _params("parquet"))
+def test_each_broken_rule_stops_the_run(
+    tmp_path: Path, broken: BrokenRule, tiny_templates: dict[str, Path]
+) -> None:
+    path = _broken_dataset(tmp_path, broken, templates=tiny_templates)
     with pytest.raises(ContractViolation) as caught:
         check_dataset(path, tables=_tables_to_check(broken))
     message = str(caught.value)
@@ -137,8 +137,10 @@ def _csv_params() -> list:
 
 
 @pytest.mark.parametrize("broken", _csv_params())
-def test_each_broken_rule_is_found_in_csv(tmp_path: Path, broken: BrokenRule) -> None:
-    path = _broken_dataset(tmp_path, broken, "csv")
+def test_each_broken_rule_is_found_in_csv(
+    tmp_path: Path, broken: BrokenRule, tiny_templates: dict[str, Path]
+) -> None:
+    path = _broken_dataset(tmp_path, broken, "csv", tiny_templates)
     report = validate_dataset(path, tables=_tables_to_check(broken))
     assert [_key(f) for f in report.failures] == [
         (broken.table, broken.column, broken.rule, broken.n_rows)
@@ -423,19 +425,24 @@ def test_parquet_footer_proves_range_rules_and_a_file_without_statistics_is_scan
 ) -> None:
     import pyarrow.parquet as pq
 
-    from churnml.io import table_path
+    from churnml.io import connect, table_path
     from churnml.validation import _plan_scan, _resolve_as_of
+
+    def plan(path: Path):
+        with connect() as con:
+            calls = table_path(path, "calls")
+            return _plan_scan(con, "calls", calls, as_of=as_of, references={}, limits=None)
 
     path = write_tiny_dataset(tmp_path / "tiny")
     as_of = _resolve_as_of(path, None)
-    scan = _plan_scan("calls", table_path(path, "calls"), as_of=as_of, references={}, limits=None)
+    scan = plan(path)
     proven = {r.rule for r in scan.proven if r.column == "started_at"}
     assert proven == {"not null", "not after as_of"}
     assert "not after as_of" not in {r.rule for r in scan.rules if r.column == "started_at"}
     # Without statistics nothing is proven and every rule is scanned, with the same verdict.
     table = pq.read_table(path / "calls.parquet")
     pq.write_table(table, path / "calls.parquet", write_statistics=False)
-    scan = _plan_scan("calls", table_path(path, "calls"), as_of=as_of, references={}, limits=None)
+    scan = plan(path)
     assert scan.proven == []
     assert validate_dataset(path).success
     # A footer that shows a value out of range proves nothing: the scan finds the row.

@@ -550,6 +550,7 @@ class _TableScan:
 
     table: str
     path: Path
+    types: dict[str, str]  # the file's columns and their DuckDB types as stored
     present: list[str]  # contract columns present in the file
     rules: list[ContractRule]  # rules judged by the scan (flags), in contract order
     missing: list[ContractRule]  # required columns absent from the file
@@ -647,6 +648,7 @@ def _ok_sql(
 
 
 def _plan_scan(
+    con: duckdb.DuckDBPyConnection,
     table: str,
     path: Path,
     *,
@@ -659,7 +661,7 @@ def _plan_scan(
     `references` maps "table.column" to SQL listing its distinct values as `k` (for the "present
     in" rules); a reference missing from it is not checked (logged where it was built).
     """
-    types = describe_raw(path)
+    types = describe_raw(path, con)
     spec = CONTRACT[table]
     present = [c.name for c in spec.columns if c.name in types]
     reads = {
@@ -727,7 +729,7 @@ def _plan_scan(
     oks = [_ok_sql(r, row_reads, as_of, joins) for r in rules]
     # A rule that no value can break (the type of a natively typed column) costs nothing, and
     # neither does one the Parquet footer proves for every row (see `_proven_by_footer`).
-    proven = _proven_by_footer(path, types, rules, oks, reads)
+    proven = _proven_by_footer(con, path, types, rules, oks, reads)
     kept = [(r, ok) for r, ok in zip(rules, oks, strict=True) if ok != "TRUE" and r not in proven]
     proven_rules = [r for r in rules if r in proven]
     rules = [r for r, _ in kept]
@@ -754,7 +756,9 @@ def _plan_scan(
         aggregates.append(f"count(*) FILTER (WHERE _offset{i})")
     aggregates += [f"count(_read{i})" for i in range(len(present))]
     sql = f"SELECT {', '.join(aggregates)} FROM ({rows_sql})"
-    return _TableScan(table, path, present, rules, missing, proven_rules, sql, rows_sql, stamp_sql)
+    return _TableScan(
+        table, path, types, present, rules, missing, proven_rules, sql, rows_sql, stamp_sql
+    )
 
 
 # Rules whose verdict over a column is decided by its extremes and null count.
@@ -806,6 +810,7 @@ def _literal(value: object) -> str | None:
 
 
 def _proven_by_footer(
+    con: duckdb.DuckDBPyConnection,
     path: Path,
     types: dict[str, str],
     rules: list[ContractRule],
@@ -824,38 +829,42 @@ def _proven_by_footer(
         return set()
     extremes = _footer_extremes(path)
     proven: set[ContractRule] = set()
-    with connect() as con:
-        for rule, ok in zip(rules, oks, strict=True):
-            name = rule.column
-            if name not in extremes or reads[name].fallible or rule.needs != (name,):
-                continue
-            low, high, nulls = extremes[name]
-            if rule.kind == "not_null":
-                if nulls == 0:
-                    proven.add(rule)
-                continue
-            monotone = (
-                rule.kind == "between"
-                or rule.rule == RULE_AS_OF
-                or (rule.rule.startswith("<= ") and bool(rule.params))
-            )
-            if not monotone or column_family(types[name]) not in ("int", "float", "timestamp"):
-                continue
-            values = [_literal(v) for v in (low, high) if v is not None]
-            if None in values:
-                continue
-            if not values:  # every value null: no value to break the rule
+    tests: list[tuple[ContractRule, str]] = []  # (rule, SQL: TRUE when the extremes keep it)
+    for rule, ok in zip(rules, oks, strict=True):
+        name = rule.column
+        if name not in extremes or reads[name].fallible or rule.needs != (name,):
+            continue
+        low, high, nulls = extremes[name]
+        if rule.kind == "not_null":
+            if nulls == 0:
                 proven.add(rule)
-                continue
-            typed = reads[name].typed.replace(quote_identifier(name), "v")
-            rows = ", ".join(f"({v})" for v in values)
-            holds = con.execute(
-                f"SELECT bool_and(coalesce(({ok}), TRUE)) FROM (SELECT v AS "
+            continue
+        monotone = (
+            rule.kind == "between"
+            or rule.rule == RULE_AS_OF
+            or (rule.rule.startswith("<= ") and bool(rule.params))
+        )
+        if not monotone or column_family(types[name]) not in ("int", "float", "timestamp"):
+            continue
+        values = [_literal(v) for v in (low, high) if v is not None]
+        if None in values:
+            continue
+        if not values:  # every value null: no value to break the rule
+            proven.add(rule)
+            continue
+        typed = reads[name].typed.replace(quote_identifier(name), "v")
+        rows = ", ".join(f"({v})" for v in values)
+        tests.append(
+            (
+                rule,
+                f"(SELECT bool_and(coalesce(({ok}), TRUE)) FROM (SELECT v AS "
                 f"{quote_identifier(name)}, {typed} AS {_typed(name)} FROM (VALUES {rows}) "
-                "AS x(v)) AS t"
-            ).fetchone()[0]
-            if holds:
-                proven.add(rule)
+                "AS x(v)) AS t)",
+            )
+        )
+    if tests:
+        holds = con.execute(f"SELECT {', '.join(sql for _, sql in tests)}").fetchone()
+        proven.update(rule for (rule, _), kept in zip(tests, holds, strict=True) if kept)
     return proven
 
 
@@ -891,7 +900,7 @@ def _references(con: duckdb.DuckDBPyConnection, dataset_dir: Path) -> dict[str, 
         path = table_path(dataset_dir, table)
         if path is None:
             continue
-        types = describe_raw(path)
+        types = describe_raw(path, con)
         if column not in types:
             log.warning("%s has no %s column: 'present in %s' is not checked", table, column, table)
             continue
@@ -1247,7 +1256,7 @@ def validate_dataset(
         }
         for table in present:
             path = table_path(dataset_dir, table)
-            scan = _plan_scan(table, path, as_of=as_of, references=references, limits=limits)
+            scan = _plan_scan(con, table, path, as_of=as_of, references=references, limits=limits)
             key = _scan_key(scan, as_of, referenced)
             kept = cache.get(key)
             t0 = time.perf_counter()
@@ -1309,7 +1318,7 @@ def validate_dataset(
 
 
 def _fallible(scan: _TableScan) -> list[str]:
-    types = describe_raw(scan.path)
+    types = scan.types
     spec = CONTRACT[scan.table]
     return [
         c
