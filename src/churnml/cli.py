@@ -6,6 +6,7 @@
     churnml validate data.path=/data/latest    check raw tables against the data contract
     churnml tune hydra.sweeper.n_trials=10     Optuna sweep (Hydra multirun), registers nothing
     churnml promote --version 7 --reason "..." make a registered version the champion by hand
+    churnml review                             the three-month review of retention campaigns
 
 Every job takes Hydra overrides and Hydra's own flags (`--cfg job`, `--config-dir DIR`, `-m`).
 The configs ship in the package (`churnml/conf`); a folder of your own configs goes on top with
@@ -39,6 +40,7 @@ COMMANDS = {
     "validate": "check a dataset's raw tables against the data contract",
     "tune": "hyper-parameter sweep (Optuna, Hydra multirun); registers nothing",
     "promote": "make a registered model version the champion, with a reason",
+    "review": "the three-month review of retention campaigns (HTML report, MLflow run)",
 }
 
 
@@ -100,12 +102,26 @@ def _validate_job(cfg: DictConfig) -> None:
     print(f"\n{summary}")
 
 
+def _review_job(cfg: DictConfig) -> None:
+    from churnml.review import run_review
+
+    with exit_on_known_errors():
+        result = run_review(to_object(cfg))
+    print()
+    for sentence in result.sentences:
+        print(sentence)
+    if result.report_path is not None:
+        print(f"\nReport:      {result.report_path}")
+        print(f"MLflow run:  {result.run_id}")
+
+
 JOBS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {
     "train": ("train", _train_job),
     "tune": ("train", _train_job),
     "score": ("score", _score_job),
     "simulate": ("simulate", _simulate_job),
     "validate": ("validate", _validate_job),
+    "review": ("review", _review_job),
 }
 
 

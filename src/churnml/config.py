@@ -251,6 +251,39 @@ class ValidateConfig:
     run_dir: str = MISSING
 
 
+@dataclass
+class ReviewConfig:
+    """The three-month campaign review (`churnml review`, churnml.review)."""
+
+    months: list[int] = field(default_factory=lambda: [1, 2, 3])
+    confidence: float = 0.95
+    # Fewer customers than this in treatment or control: "too small to tell".
+    min_group_size: int = 30
+    # The smallest change of churn (0.03 = 3 points) worth detecting: an interval that spans
+    # zero says "no effect found" only when the groups could have seen a change this large.
+    min_effect: float = 0.03
+    segments: list[str] = field(
+        default_factory=lambda: ["offer", "channel", "value_tier", "cause_family"]
+    )
+    # The cause family of each customer at the campaign date, from the champion's reasons.
+    causes_from_champion: bool = True
+    report_name: str = "campaign_review"
+
+
+@dataclass
+class ReviewJobConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    run_dir: str = MISSING
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (called by the `churnml` command)."""
     from hydra.core.config_store import ConfigStore  # not at import: serving needs no Hydra
@@ -259,6 +292,7 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="score_schema", node=ScoreConfig)
     store.store(name="validate_schema", node=ValidateConfig)
+    store.store(name="review_schema", node=ReviewJobConfig)
 
 
 def dataset_name_from_path(path: str) -> str:

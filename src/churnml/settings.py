@@ -167,6 +167,20 @@ def _check_score(c: _Checker, cfg) -> None:
             c.one_of(f"scoring.actions[{i}].tiers[]", tier, VALUE_TIERS)
 
 
+def _check_review(c: _Checker, cfg) -> None:
+    r = cfg.review
+    for k in r.months:
+        c.number("review.months[]", k, 1, 24)
+    c.check("review.months", r.months, lambda v: len(v) > 0, "at least one month")
+    c.number("review.confidence", r.confidence, 0.5, 0.999)
+    c.number("review.min_group_size", r.min_group_size, 1)
+    c.number("review.min_effect", r.min_effect, 0, 1, strict_low=True)
+    for segment in r.segments:
+        c.one_of("review.segments[]", segment, ("offer", "channel", "value_tier", "cause_family"))
+    for reason in cfg.label.reasons:
+        c.one_of("label.reasons[]", reason, TERMINATION_REASONS)
+
+
 def check_settings(cfg: T) -> T:
     """Check a typed train, score or validate config; raise SettingsError naming every bad
     setting."""
@@ -178,6 +192,9 @@ def check_settings(cfg: T) -> T:
         _check_train(c, cfg)
     elif isinstance(cfg, ScoreConfig):
         _check_score(c, cfg)
+    review = getattr(cfg, "review", None)
+    if review is not None:
+        _check_review(c, cfg)
     if c.problems:
         raise SettingsError("bad settings:\n" + "\n".join(c.problems))
     return cfg
