@@ -240,6 +240,7 @@ class ScoreConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    uplift: UpliftConfig = field(default_factory=lambda: UpliftConfig())
     run_dir: str = MISSING
 
 
@@ -271,6 +272,38 @@ class ReviewConfig:
 
 
 @dataclass
+class UpliftConfig:
+    """The uplift model (`churnml uplift`, churnml.uplift) and how scoring uses it."""
+
+    horizon_months: int = 3  # churn within this many months of the campaign
+    learner: str = "auto"  # auto (chosen out of time), t_learner or x_learner
+    test_share: float = 0.3  # the latest share of campaigns judges the learners
+    rounds: int = 200  # LightGBM boosting rounds of each model
+    # The share of a ranking contacted when comparing uplift with risk targeting.
+    capacity_share: float = 0.3
+    # Scoring: uplift below minus this gets "do not contact".
+    harm_threshold: float = 0.01
+    # Registered as <tracking.registered_model_name><suffix>, beside the churn model.
+    model_suffix: str = "_uplift"
+
+
+@dataclass
+class UpliftJobConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    uplift: UpliftConfig = field(default_factory=UpliftConfig)
+    seed: int = 42
+    run_dir: str = MISSING
+
+
+@dataclass
 class ReviewJobConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -293,6 +326,7 @@ def register_configs() -> None:
     store.store(name="score_schema", node=ScoreConfig)
     store.store(name="validate_schema", node=ValidateConfig)
     store.store(name="review_schema", node=ReviewJobConfig)
+    store.store(name="uplift_schema", node=UpliftJobConfig)
 
 
 def dataset_name_from_path(path: str) -> str:

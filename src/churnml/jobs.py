@@ -58,6 +58,7 @@ from churnml.snapshot import (
 )
 from churnml.tracking import NoChampionError
 from churnml.training import RollingFit, fit_rolling, fold_rows, train_model
+from churnml.uplift import score_uplift
 from churnml.validation import check_dataset, check_scores, validation_limits
 
 log = logging.getLogger(__name__)
@@ -1112,6 +1113,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
             cfg.scoring,
             cfg.evaluation,
         )
+        scores = score_uplift(cfg, dataset_dir, scores, features)  # as is without one
         check_scores(scores, expected_ids=spine["customer_id"])
         contacts = scoring.contact_list(
             scores, cfg.scoring.contact_list_size, currency=cfg.scoring.currency

@@ -192,6 +192,14 @@ def check_settings(cfg: T) -> T:
         _check_train(c, cfg)
     elif isinstance(cfg, ScoreConfig):
         _check_score(c, cfg)
+    up = getattr(cfg, "uplift", None)
+    if up is not None:
+        c.one_of("uplift.learner", up.learner, ("auto", "t_learner", "x_learner"))
+        c.number("uplift.horizon_months", up.horizon_months, 1, 24)
+        c.number("uplift.test_share", up.test_share, 0, 0.9, strict_low=True)
+        c.number("uplift.rounds", up.rounds, 1)
+        c.number("uplift.capacity_share", up.capacity_share, 0, 1, strict_low=True)
+        c.number("uplift.harm_threshold", up.harm_threshold, 0)
     review = getattr(cfg, "review", None)
     if review is not None:
         _check_review(c, cfg)

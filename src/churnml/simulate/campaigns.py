@@ -230,12 +230,12 @@ class CampaignRun:
         commit = pop.commit_day[idx]
         free = (commit < 0) | (commit < ms - 60)
         inert = free & (tenure[idx] >= 24)
-        p_dog = 0.04 + 0.3 * inert
+        p_dog = 0.02 + 0.7 * inert
         total = recorded_h.sum(axis=0)
         fix = np.divide(
             recorded_h[self.fixable].sum(axis=0), total, out=np.zeros_like(total), where=total > 0
         )
-        p_pers = (1.0 - p_dog) * (0.1 + 0.75 * fix)
+        p_pers = (1.0 - p_dog) * np.clip(1.2 * fix, 0.02, 0.95)
         u = self.rng.random(len(idx))
         return np.where(u < p_dog, SLEEPING_DOG, np.where(u < p_dog + p_pers, PERSUADABLE, 1))
 
