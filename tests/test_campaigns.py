@@ -223,3 +223,15 @@ def test_review_job_writes_an_escaped_report_and_skips_without_campaigns(
         (without / name).write_bytes((campaign_dataset / name).read_bytes())
     skipped = review.run_review(config(without))
     assert skipped.report_path is None and skipped.run_id is None
+
+
+def test_docs_sample_size_table_comes_from_the_formula():
+    text = (Path(__file__).parents[1] / "docs" / "campaigns.md").read_text()
+    for p, d, k, column in ((0.10, 0.03, 85 / 15, 0), (0.06, 0.02, 1.0, 2), (0.20, 0.05, 4.0, 1)):
+        n = review.control_size_needed(p, d, k)
+        line = next(
+            row
+            for row in text.splitlines()
+            if row.startswith(f"| {p * 100:.0f} % | {d * 100:.0f} point")
+        )
+        assert f"{n:,} ({round(n * (1 + k)):,})" == line.split("|")[3 + column].strip()

@@ -171,3 +171,50 @@ def test_uplift_model_targets_better_than_churn_risk(uplift_data):
     ), compared
     # Earlier campaigns train, later ones test.
     assert max(evaluation.train_campaigns) < min(evaluation.test_campaigns)
+
+
+@pytest.mark.slow
+def test_uplift_job_registers_and_scoring_ranks_by_it(
+    trained_project: Path, tiny_dataset: Path, tmp_path: Path
+):
+    """`churnml uplift` on the tiny data (campaigns from its 7th month) registers an uplift
+    model beside the churn champion; scoring then carries uplift and incremental profit, and
+    no one it marks "do not contact" is on the contact list. The shared project's registry
+    is copied, not changed."""
+    import shutil
+
+    from churnml.config import compose_config
+    from churnml.jobs import run_scoring
+
+    shutil.copy(trained_project / "mlflow.db", tmp_path / "mlflow.db")
+    common = [
+        f"paths.root_dir={tmp_path}",
+        f"data.path={tiny_dataset}",
+        "data.name=tiny",
+        "validation.enabled=false",
+    ]
+    trained = uplift.run_uplift(
+        compose_config("uplift", [*common, f"run_dir={tmp_path}/logs/uplift", "uplift.rounds=30"])
+    )
+    assert trained.model_name == "churnml_tiny_uplift" and trained.version == "1"
+    assert trained.alias in ("champion", "challenger")
+    assert {"test_qini_t_learner", "test_qini_x_learner", "test_qini_risk"} <= set(trained.metrics)
+    if trained.alias != "champion":  # too little data to beat risk: force it for scoring
+        from dataclasses import replace
+
+        from churnml import tracking
+
+        cfg = compose_config("score", [*common, f"run_dir={tmp_path}/logs/s0"])
+        named = replace(cfg.tracking, registered_model_name="churnml_tiny_uplift")
+        tracking.set_alias(named, "champion", trained.version)
+    result = run_scoring(compose_config("score", [*common, f"run_dir={tmp_path}/logs/score"]))
+    scores = pd.read_parquet(result.scores_path)
+    assert {"uplift", "expected_incremental_profit"} <= set(scores.columns)
+    assert scores["uplift"].notna().all()
+    assert scores["priority_rank"].tolist() == list(range(1, len(scores) + 1))
+    harmful = scores["uplift"] < -0.01
+    assert (scores.loc[harmful, "action"] == uplift.DO_NOT_CONTACT).all()
+    contacts = pd.read_csv(result.contact_list_path)
+    assert "uplift" in contacts.columns
+    assert not contacts["customer_id"].isin(scores.loc[harmful, "customer_id"]).any()
+    assert contacts["expected_incremental_profit"].is_monotonic_decreasing

@@ -628,3 +628,19 @@ def run_review(cfg) -> ReviewResult:
         tracking.describe_run("\n".join(sentences[:60]))
         tracking.set_tags({"exit_code": 0})
     return ReviewResult(report_path, run_id, sentences, coverage)
+
+
+def control_size_needed(
+    control_churn: float,
+    effect: float,
+    treatment_per_control: float,
+    confidence: float = 0.95,
+    power: float = 0.8,
+) -> int:
+    """Control customers a campaign needs to detect a change of churn of `effect` (0.02 = 2
+    points, either way) when the control churns at `control_churn`, with
+    `treatment_per_control` treatment customers per control customer (docs/campaigns.md)."""
+    z = norm.ppf(0.5 + confidence / 2) + norm.ppf(power)
+    treated = min(max(control_churn - abs(effect), 0.0), 1.0)
+    spread = control_churn * (1 - control_churn) + treated * (1 - treated) / treatment_per_control
+    return math.ceil(z**2 * spread / effect**2)
