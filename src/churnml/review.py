@@ -336,8 +336,9 @@ def describe(row: pd.Series | dict, what: str) -> str:
         return f"{what}: no treatment or no control customers to compare."
     diff = 100 * row["difference"]
     text = (
-        f"{what}: churn within {_months(k)} {100 * row['churn_treatment']:.1f} % with contact vs "
-        f"{100 * row['churn_control']:.1f} % without ({diff:+.1f} points, 95 % CI "
+        f"{what}: churn within {_months(k)} {100 * row['churn_treatment']:.1f} % in the "
+        f"treatment group vs "
+        f"{100 * row['churn_control']:.1f} % in the control group ({diff:+.1f} points, 95 % CI "
         f"{100 * row['ci_low']:+.1f} to {100 * row['ci_high']:+.1f})"
     )
     verdict = row["verdict"]
@@ -581,7 +582,7 @@ def run_review(cfg) -> ReviewResult:
             "campaigns": str(rows["campaign_id"].nunique()),
             "customers assigned": f"{len(rows):,}",
             "control share": f"{(rows['group'] == 'control').mean():.0%}",
-            "follow-up": ", ".join(f"{k} months" for k in settings.months),
+            "follow-up": ", ".join(_months(k) for k in settings.months),
             "churn counted": ", ".join(cfg.label.reasons),
             "MLflow run": run_id,
         }
