@@ -235,3 +235,27 @@ def test_docs_sample_size_table_comes_from_the_formula():
             if row.startswith(f"| {p * 100:.0f} % | {d * 100:.0f} point")
         )
         assert f"{n:,} ({round(n * (1 + k)):,})" == line.split("|")[3 + column].strip()
+
+
+def test_churnml_review_without_campaigns_logs_one_line_and_exits_0(
+    campaign_dataset: Path, tmp_path: Path
+):
+    import os
+    import subprocess
+    import sys
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("customers.parquet", "manifest.json"):
+        (plain / name).write_bytes((campaign_dataset / name).read_bytes())
+    done = subprocess.run(
+        [sys.executable, "-m", "churnml", "review", f"data.path={plain}", "data.name=plain"],
+        cwd=tmp_path,
+        env={**os.environ, "CHURNML_ROOT": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "skipped, table campaigns not found" in done.stdout + done.stderr
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "mlflow.db").exists()
