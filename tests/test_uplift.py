@@ -177,7 +177,8 @@ def test_uplift_model_targets_better_than_churn_risk(uplift_data):
 def test_uplift_job_registers_and_scoring_ranks_by_it(
     trained_project: Path, tiny_dataset: Path, tmp_path: Path
 ):
-    """`churnml uplift` on the tiny data (campaigns from its 7th month) registers an uplift
+    """`churnml uplift` on the tiny data (campaigns from its 7th month; few controls, hence
+    uplift.min_group_rows=5) registers an uplift
     model beside the churn champion; scoring then carries uplift and incremental profit, and
     no one it marks "do not contact" is on the contact list. The shared project's registry
     is copied, not changed."""
@@ -194,7 +195,15 @@ def test_uplift_job_registers_and_scoring_ranks_by_it(
         "validation.enabled=false",
     ]
     trained = uplift.run_uplift(
-        compose_config("uplift", [*common, f"run_dir={tmp_path}/logs/uplift", "uplift.rounds=30"])
+        compose_config(
+            "uplift",
+            [
+                *common,
+                f"run_dir={tmp_path}/logs/uplift",
+                "uplift.rounds=30",
+                "uplift.min_group_rows=5",
+            ],
+        )
     )
     assert trained.model_name == "churnml_tiny_uplift" and trained.version == "1"
     assert trained.alias in ("champion", "challenger")

@@ -279,6 +279,8 @@ class UpliftConfig:
     learner: str = "auto"  # auto (chosen out of time), t_learner or x_learner
     test_share: float = 0.3  # the latest share of campaigns judges the learners
     rounds: int = 200  # LightGBM boosting rounds of each model
+    # Fewer treatment or control rows than this (in training) is too little to learn from.
+    min_group_rows: int = 20
     # The share of a ranking contacted when comparing uplift with risk targeting.
     capacity_share: float = 0.3
     # Scoring: uplift below minus this gets "do not contact".

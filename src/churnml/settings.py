@@ -198,6 +198,7 @@ def check_settings(cfg: T) -> T:
         c.number("uplift.horizon_months", up.horizon_months, 1, 24)
         c.number("uplift.test_share", up.test_share, 0, 0.9, strict_low=True)
         c.number("uplift.rounds", up.rounds, 1)
+        c.number("uplift.min_group_rows", up.min_group_rows, 1)
         c.number("uplift.capacity_share", up.capacity_share, 0, 1, strict_low=True)
         c.number("uplift.harm_threshold", up.harm_threshold, 0)
     review = getattr(cfg, "review", None)

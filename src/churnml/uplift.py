@@ -175,15 +175,21 @@ def _fit_regressor(x: pd.DataFrame, y: np.ndarray, rounds: int, seed: int) -> lg
 
 
 def fit_uplift(
-    frame: pd.DataFrame, feature_columns: list[str], learner: str, rounds: int, seed: int
+    frame: pd.DataFrame,
+    feature_columns: list[str],
+    learner: str,
+    rounds: int,
+    seed: int,
+    min_group_rows: int = 20,
 ) -> UpliftModel:
     """Fit a T- or X-learner on rows with `treated` and `churned`."""
     treated = frame["treated"].to_numpy(bool)
     y = frame["churned"].to_numpy(float)
-    if treated.sum() < 20 or (~treated).sum() < 20:
+    if min(treated.sum(), (~treated).sum()) < min_group_rows:
         raise TrainingError(
-            f"uplift needs at least 20 treatment and 20 control customers with a complete "
-            f"follow-up; found {int(treated.sum())} and {int((~treated).sum())}"
+            f"uplift needs at least {min_group_rows} treatment and {min_group_rows} control "
+            f"customers with a complete follow-up (uplift.min_group_rows); found "
+            f"{int(treated.sum())} and {int((~treated).sum())}"
         )
     spec = FeatureFrameSpec.infer(frame, feature_columns)
     x = spec.prepare(frame)
@@ -293,6 +299,7 @@ def evaluate_learners(
     rounds: int,
     seed: int,
     risk_column: str = "churn_risk",
+    min_group_rows: int = 20,
 ) -> UpliftEvaluation:
     """Train each learner on the earlier campaigns, compare them on the later ones.
 
@@ -304,7 +311,7 @@ def evaluate_learners(
     test = frame[frame["campaign_id"].isin(test_ids)].copy()
     curves, metrics = {}, {}
     for learner in LEARNERS:
-        model = fit_uplift(train, feature_columns, learner, rounds, seed)
+        model = fit_uplift(train, feature_columns, learner, rounds, seed, min_group_rows)
         test[f"score_{learner}"] = model.predict_uplift(test)
     if risk_column not in test:
         spec = FeatureFrameSpec.infer(train, feature_columns)
@@ -455,14 +462,21 @@ def run_uplift(cfg) -> UpliftResult:
         if champion is not None:
             data["churn_risk"] = champion[0].predict_proba(library.reset_index(drop=True))
         evaluation = evaluate_learners(
-            data, columns, cfg.uplift.test_share, cfg.uplift.rounds, cfg.seed
+            data,
+            columns,
+            cfg.uplift.test_share,
+            cfg.uplift.rounds,
+            cfg.seed,
+            min_group_rows=cfg.uplift.min_group_rows,
         )
         chosen = evaluation.chosen if cfg.uplift.learner == "auto" else cfg.uplift.learner
         metrics = dict(evaluation.metrics)
         truth = _true_uplift(dataset_dir, evaluation.scores, cfg.uplift.horizon_months)
         value = evaluation.scores["monthly_revenue"].to_numpy(float) * cfg.evaluation.months_kept
         metrics.update(compare_targeting(evaluation, value, cfg.uplift.capacity_share, truth))
-        model = fit_uplift(data, columns, chosen, cfg.uplift.rounds, cfg.seed)
+        model = fit_uplift(
+            data, columns, chosen, cfg.uplift.rounds, cfg.seed, cfg.uplift.min_group_rows
+        )
         contacted = campaigns["contacted_at"].notna() & (campaigns["group"] == "treatment")
         accepted = campaigns.loc[contacted, "accepted"].fillna(False).astype(bool)
         model.settings = {
