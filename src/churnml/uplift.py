@@ -588,11 +588,16 @@ def score_uplift(
         cfg.evaluation.contact_cost,
         cfg.uplift.harm_threshold,
     )
+    pushed_away = int((out["action"] == DO_NOT_CONTACT).sum())
     log.info(
         "scoring: uplift from %s v%s; %d customers a contact would push away get %r",
         name,
         version,
-        int((out["action"] == DO_NOT_CONTACT).sum()),
+        pushed_away,
         DO_NOT_CONTACT,
+    )
+    tracking.set_tags({"uplift_model": f"{name} v{version}"})
+    tracking.log_metrics(
+        {"do_not_contact": float(pushed_away), "mean_uplift": float(out["uplift"].mean())}
     )
     return rank_by_priority(out)
