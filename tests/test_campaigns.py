@@ -14,8 +14,6 @@ from churnml.features import FeatureParams
 from churnml.simulate import SimulationParams, simulate_dataset
 from churnml.simulate.campaigns import EFFECT_MONTHS
 
-pytestmark = pytest.mark.slow
-
 # Many campaigns on a small base: 24 months, a campaign every month from the 4th, 10 % of
 # the base each, so the review has 57 campaign-months to check against the truth.
 CAMPAIGN_SIMULATION = SimulationParams(
@@ -56,6 +54,7 @@ def review_rows(campaign_dataset: Path) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_campaigns_table_follows_the_contract(campaign_dataset: Path):
     table = pd.read_parquet(campaign_dataset / "campaigns.parquet")
     customers = pd.read_parquet(campaign_dataset / "customers.parquet")
@@ -87,12 +86,14 @@ def test_campaigns_table_follows_the_contract(campaign_dataset: Path):
     assert 0.4 < treated["contacted_at"].notna().mean() < 0.95
 
 
+@pytest.mark.slow
 def test_control_customers_stay_out_of_later_campaigns_during_follow_up(campaign_dataset: Path):
     table = pd.read_parquet(campaign_dataset / "campaigns.parquet").sort_values("assigned_at")
     gaps = table.groupby("customer_id")["assigned_at"].diff().dropna()
     assert (gaps >= pd.Timedelta(days=28 * EFFECT_MONTHS)).all()
 
 
+@pytest.mark.slow
 def test_truth_records_individual_and_campaign_effects(campaign_dataset: Path):
     truth = pd.read_parquet(campaign_dataset / "truth" / "campaign_effects.parquet")
     table = pd.read_parquet(campaign_dataset / "campaigns.parquet")
@@ -113,6 +114,7 @@ def test_truth_records_individual_and_campaign_effects(campaign_dataset: Path):
             assert row["effect_3m"] == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_contacts_change_who_churns(campaign_dataset: Path, review_rows: pd.DataFrame):
     """The exits in `customers` follow the contacted hazards: among reached treatment
     customers the realized 3-month churn matches the truth with a contact, and sleeping dogs
@@ -136,6 +138,7 @@ def test_contacts_change_who_churns(campaign_dataset: Path, review_rows: pd.Data
     assert abs(z_control) < 4, z_control
 
 
+@pytest.mark.slow
 def test_review_intervals_cover_the_true_campaign_effects(
     campaign_dataset: Path, review_rows: pd.DataFrame
 ):
@@ -182,6 +185,7 @@ def test_review_says_when_a_campaign_raised_churn_or_is_too_small():
     assert review.compare_groups(half, 3, settings)["per_contact"] == pytest.approx(0.4)
 
 
+@pytest.mark.slow
 def test_review_job_writes_an_escaped_report_and_skips_without_campaigns(
     campaign_dataset: Path, tmp_path: Path
 ):
@@ -237,6 +241,7 @@ def test_docs_sample_size_table_comes_from_the_formula():
         assert f"{n:,} ({round(n * (1 + k)):,})" == line.split("|")[3 + column].strip()
 
 
+@pytest.mark.slow
 def test_churnml_review_without_campaigns_logs_one_line_and_exits_0(
     campaign_dataset: Path, tmp_path: Path
 ):
