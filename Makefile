@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 SIM_DATA := data/raw/telco_sim/manifest.json
 
-.PHONY: help venv train score lost validate simulate tune serve test test-fast bench lint format docs mlflow-ui clean
+.PHONY: help venv train score lost review uplift validate simulate tune serve test test-fast bench lint format docs mlflow-ui clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -52,6 +52,12 @@ validate: $(STAMP) ## Check a dataset against the data contract (ARGS="data.path
 
 tune: $(STAMP) $(USES_DEFAULT_DATA) ## Hyper-parameter sweep (Hydra multirun with the Optuna sweeper)
 	$(CHURNML) tune $(ARGS)
+
+review: $(STAMP) $(USES_DEFAULT_DATA) ## Three-month review of the retention campaigns (report: reports/campaign_review.html)
+	$(CHURNML) review $(ARGS)
+
+uplift: $(STAMP) $(USES_DEFAULT_DATA) ## Train and register the uplift model from campaign history (scoring then ranks by it)
+	$(CHURNML) uplift $(ARGS)
 
 serve: $(STAMP) ## Serve the champion over HTTP on 127.0.0.1:$(PORT) (MODEL=churnml_<dataset>)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(TRACKING_URI)" \

@@ -29,7 +29,6 @@ from churnml.validation import (
 TINY_ROWS = {table: len(make()) for table, make in TINY_TABLES.items()}
 
 
-
 def _key(failure: RuleFailure) -> tuple:
     return (failure.table, failure.column, failure.rule, failure.n_rows)
 

@@ -7,6 +7,8 @@
     churnml tune hydra.sweeper.n_trials=10     Optuna sweep (Hydra multirun), registers nothing
     churnml promote --version 7 --reason "..." make a registered version the champion by hand
     churnml lost scoring.date=2025-11-01       lost customers, early warning, win-back list
+    churnml review                             the three-month review of retention campaigns
+    churnml uplift                             train and register the uplift model
 
 Every job takes Hydra overrides and Hydra's own flags (`--cfg job`, `--config-dir DIR`, `-m`).
 The configs ship in the package (`churnml/conf`); a folder of your own configs goes on top with
@@ -41,6 +43,8 @@ COMMANDS = {
     "tune": "hyper-parameter sweep (Optuna, Hydra multirun); registers nothing",
     "promote": "make a registered model version the champion, with a reason",
     "lost": "lost-customer table, early-warning report and win-back list",
+    "review": "the three-month review of retention campaigns (HTML report, MLflow run)",
+    "uplift": "train and register the uplift model from campaign history",
 }
 
 
@@ -122,6 +126,29 @@ def _lost_job(cfg: DictConfig) -> None:
         print(f"NOTE: {note}")
 
 
+def _review_job(cfg: DictConfig) -> None:
+    from churnml.review import run_review
+
+    with exit_on_known_errors():
+        result = run_review(to_object(cfg))
+    print()
+    for sentence in result.sentences:
+        print(sentence)
+    if result.report_path is not None:
+        print(f"\nReport:      {result.report_path}")
+        print(f"MLflow run:  {result.run_id}")
+
+
+def _uplift_job(cfg: DictConfig) -> None:
+    from churnml.uplift import run_uplift
+
+    with exit_on_known_errors():
+        result = run_uplift(to_object(cfg))
+    print(f"\n{result.message}")
+    for name in sorted(result.metrics):
+        print(f"{name:40s}{result.metrics[name]:.4f}")
+
+
 JOBS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {
     "train": ("train", _train_job),
     "tune": ("train", _train_job),
@@ -129,6 +156,8 @@ JOBS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {
     "simulate": ("simulate", _simulate_job),
     "validate": ("validate", _validate_job),
     "lost": ("lost", _lost_job),
+    "review": ("review", _review_job),
+    "uplift": ("uplift", _uplift_job),
 }
 
 

@@ -274,6 +274,7 @@ class ScoreConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     hazard: HazardConfig = field(default_factory=HazardConfig)
+    uplift: UpliftConfig = field(default_factory=lambda: UpliftConfig())
     run_dir: str = MISSING
 
 
@@ -337,6 +338,73 @@ class ValidateConfig:
     run_dir: str = MISSING
 
 
+@dataclass
+class ReviewConfig:
+    """The three-month campaign review (`churnml review`, churnml.review)."""
+
+    months: list[int] = field(default_factory=lambda: [1, 2, 3])
+    confidence: float = 0.95
+    # Fewer customers than this in treatment or control: "too small to tell".
+    min_group_size: int = 30
+    # The smallest change of churn (0.03 = 3 points) worth detecting: an interval that spans
+    # zero says "no effect found" only when the groups could have seen a change this large.
+    min_effect: float = 0.03
+    segments: list[str] = field(
+        default_factory=lambda: ["offer", "channel", "value_tier", "cause_family"]
+    )
+    # The cause family of each customer at the campaign date, from the champion's reasons.
+    causes_from_champion: bool = True
+    report_name: str = "campaign_review"
+
+
+@dataclass
+class UpliftConfig:
+    """The uplift model (`churnml uplift`, churnml.uplift) and how scoring uses it."""
+
+    horizon_months: int = 3  # churn within this many months of the campaign
+    learner: str = "auto"  # auto (chosen out of time), t_learner or x_learner
+    test_share: float = 0.3  # the latest share of campaigns judges the learners
+    rounds: int = 200  # LightGBM boosting rounds of each model
+    # Fewer treatment or control rows than this (in training) is too little to learn from.
+    min_group_rows: int = 20
+    # The share of a ranking contacted when comparing uplift with risk targeting.
+    capacity_share: float = 0.3
+    # Scoring: uplift below minus this gets "do not contact".
+    harm_threshold: float = 0.01
+    # Registered as <tracking.registered_model_name><suffix>, beside the churn model.
+    model_suffix: str = "_uplift"
+
+
+@dataclass
+class UpliftJobConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    uplift: UpliftConfig = field(default_factory=UpliftConfig)
+    seed: int = 42
+    run_dir: str = MISSING
+
+
+@dataclass
+class ReviewJobConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    run_dir: str = MISSING
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (called by the `churnml` command)."""
     from hydra.core.config_store import ConfigStore  # not at import: serving needs no Hydra
@@ -346,6 +414,8 @@ def register_configs() -> None:
     store.store(name="score_schema", node=ScoreConfig)
     store.store(name="validate_schema", node=ValidateConfig)
     store.store(name="lost_schema", node=LostConfig)
+    store.store(name="review_schema", node=ReviewJobConfig)
+    store.store(name="uplift_schema", node=UpliftJobConfig)
 
 
 def dataset_name_from_path(path: str) -> str:

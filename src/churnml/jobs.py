@@ -61,6 +61,7 @@ from churnml.snapshot import (
 )
 from churnml.tracking import NoChampionError
 from churnml.training import RollingFit, fit_rolling, fold_rows, train_model
+from churnml.uplift import score_uplift
 from churnml.validation import (
     ValidationReport,
     check_dataset,
@@ -1205,6 +1206,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
         )
         if time_to_churn is not None:
             scores = hazard_job.attach_scores(scores, time_to_churn, cfg.hazard)
+        scores = score_uplift(cfg, dataset_dir, scores, features)  # as is without one
         check_scores(scores, expected_ids=spine["customer_id"])
         contacts = scoring.contact_list(
             scores, cfg.scoring.contact_list_size, currency=cfg.scoring.currency

@@ -225,6 +225,20 @@ def _check_hazard(c: _Checker, h) -> None:
         c.one_of("hazard.high_tiers[]", tier, VALUE_TIERS)
 
 
+def _check_review(c: _Checker, cfg) -> None:
+    r = cfg.review
+    for k in r.months:
+        c.number("review.months[]", k, 1, 24)
+    c.check("review.months", r.months, lambda v: len(v) > 0, "at least one month")
+    c.number("review.confidence", r.confidence, 0.5, 0.999)
+    c.number("review.min_group_size", r.min_group_size, 1)
+    c.number("review.min_effect", r.min_effect, 0, 1, strict_low=True)
+    for segment in r.segments:
+        c.one_of("review.segments[]", segment, ("offer", "channel", "value_tier", "cause_family"))
+    for reason in cfg.label.reasons:
+        c.one_of("label.reasons[]", reason, TERMINATION_REASONS)
+
+
 def check_settings(cfg: T) -> T:
     """Check a typed train, score or validate config; raise SettingsError naming every bad
     setting."""
@@ -240,6 +254,18 @@ def check_settings(cfg: T) -> T:
         _check_score(c, cfg)
     elif isinstance(cfg, LostConfig):
         _check_lost(c, cfg)
+    up = getattr(cfg, "uplift", None)
+    if up is not None:
+        c.one_of("uplift.learner", up.learner, ("auto", "t_learner", "x_learner"))
+        c.number("uplift.horizon_months", up.horizon_months, 1, 24)
+        c.number("uplift.test_share", up.test_share, 0, 0.9, strict_low=True)
+        c.number("uplift.rounds", up.rounds, 1)
+        c.number("uplift.min_group_rows", up.min_group_rows, 1)
+        c.number("uplift.capacity_share", up.capacity_share, 0, 1, strict_low=True)
+        c.number("uplift.harm_threshold", up.harm_threshold, 0)
+    review = getattr(cfg, "review", None)
+    if review is not None:
+        _check_review(c, cfg)
     if c.problems:
         raise SettingsError("bad settings:\n" + "\n".join(c.problems))
     return cfg

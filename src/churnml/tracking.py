@@ -249,6 +249,42 @@ def log_python_model(
     return version
 
 
+def log_uplift_model(model, example: pd.DataFrame, registered_model_name: str) -> str:
+    """Log an uplift model (churnml.uplift) as a pyfunc with its code; register it; return
+    the new version."""
+    from churnml.serving import UpliftModelPyfunc
+
+    example = model.spec.as_model_input(example)
+    wrapper = UpliftModelPyfunc(model)
+    signature = infer_signature(example, wrapper.predict(None, example))
+    with tempfile.TemporaryDirectory() as tmp:
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=wrapper,
+            signature=signature,
+            input_example=example,
+            registered_model_name=registered_model_name,
+            pip_requirements=_pip_requirements(),
+            code_paths=[_package_code(Path(tmp))],
+        )
+    version = str(info.registered_model_version)
+    log.info("registered uplift model %s version %s", registered_model_name, version)
+    return version
+
+
+def load_registered_uplift(tracking: TrackingConfig, name: str, alias: str):
+    """The uplift model registered as `name` under `alias`, with its version, or None when no
+    version holds the alias."""
+    setup_tracking(tracking)
+    client = MlflowClient()
+    try:
+        version = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return pyfunc.unwrap_python_model().model, version
+
+
 def describe_version(
     tracking: TrackingConfig, version: str, description: str, tags: Mapping[str, str]
 ) -> None:

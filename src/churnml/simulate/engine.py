@@ -45,6 +45,7 @@ import pyarrow as pa
 from churnml.io import write_atomic
 from churnml.progress import progress
 from churnml.simulate import catalog, truth, winback
+from churnml.simulate.campaigns import CampaignRun, campaigns_enabled, summarize_campaigns
 from churnml.simulate.events import Bills, Ledger, daytime, draw_complaint_channel
 from churnml.simulate.params import SimulationParams
 from churnml.simulate.population import (
@@ -57,9 +58,12 @@ from churnml.simulate.population import (
 from churnml.simulate.truth import decompose_hazard
 from churnml.simulate.usage import PeerLayout, generate_calls
 from churnml.simulate.writer import (
+    CAMPAIGN_TABLES,
+    SCHEMAS,
     DatasetSink,
     open_sink,
     prefixed_ids,
+    table_file,
     take_str,
     to_date,
     to_float,
@@ -195,6 +199,8 @@ class _ChunkSimulator:
             incident = int(np.flatnonzero(params.network_incident_region == catalog.REGIONS)[0])
         self.incident_region = incident
         self._seed_arrears()
+        # Retention campaigns (simulate/campaigns.py) draw from their own stream too.
+        self.campaigns = CampaignRun(self) if campaigns_enabled(params) else None
 
     def _seed_arrears(self) -> None:
         """Some postpaid payers are already in distress at the window start, with 1-3 bills
@@ -325,8 +331,12 @@ class _ChunkSimulator:
         locked = has_commit & (d > 1.5)
         h[:6] *= np.where(locked, 0.35, 1.0)
         h[7] *= np.where(locked, 0.35, 1.0)
-        h *= pop.frailty * p.voluntary_scale * at_risk
-        h, recorded = self._add_hidden(h, at_risk, locked, pop.age, pop.frailty)
+        # Hazards of customers a campaign follows are kept after they leave (its truth).
+        hazard_on = at_risk | self.campaigns.followed() if self.campaigns else at_risk
+        h *= pop.frailty * p.voluntary_scale * hazard_on
+        h, recorded = self._add_hidden(h, at_risk, locked, pop.age, pop.frailty, hazard_on)
+        if self.campaigns is not None:
+            self.campaigns.treat(m, h, recorded, at_risk)
         total = h.sum(axis=0)
         p_vol = 1.0 - np.exp(-total)
         h_inv = np.where(
@@ -334,7 +344,10 @@ class _ChunkSimulator:
             np.select([arrears >= 3, arrears == 2], [0.9, 0.3], 0.0),
             np.select([st.silent_prev >= 3, st.silent_prev == 2], [0.6, 0.15], 0.0),
         )
-        p_inv = np.minimum(1.0 - np.exp(-h_inv * p.involuntary_scale * at_risk), 1.0 - p_vol)
+        p_inv_raw = 1.0 - np.exp(-h_inv * p.involuntary_scale * hazard_on)
+        p_inv = np.minimum(p_inv_raw, 1.0 - p_vol)
+        if self.campaigns is not None:
+            self.campaigns.follow(m, p_inv_raw)
 
         ported_before = st.ported_to.copy()
         u = rng.random(n)
@@ -400,6 +413,7 @@ class _ChunkSimulator:
         locked: np.ndarray,
         age: np.ndarray,
         frailty: np.ndarray,
+        hazard_on: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Move the hidden states one month and add their hazards to the recorded causes' `h`.
 
@@ -446,7 +460,7 @@ class _ChunkSimulator:
                     hidden[i] = weights[i] * part / mean
             # A lock-in's exit fee holds back an offer and a frustration, not a move.
             hidden[[0, 2]] *= lock
-            hidden *= share * level * at_risk
+            hidden *= share * level * (at_risk if hazard_on is None else hazard_on)
             move_mean = move_p[risk].mean()
             expected = (weights[0] + weights[2]) * lock
             if move_mean > 0:
@@ -665,6 +679,8 @@ class _ChunkSimulator:
         )
 
     def _write_tables(self, sink: DatasetSink) -> None:
+        if self.campaigns is not None:
+            self.campaigns.write(sink)
         pop, st = self.pop, self.state
         as_of_s = self.window.end_day * 86400
         end_s = np.minimum(st.term_day * 86400, as_of_s)
@@ -790,7 +806,9 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = max(1, math.ceil(params.n_customers / params.chunk_size))
     width = _id_width(params.n_customers)
-    with open_sink(out_dir) as sink:
+    with_campaigns = campaigns_enabled(params)
+    tables = None if with_campaigns else [t for t in SCHEMAS if t not in CAMPAIGN_TABLES]
+    with open_sink(out_dir, tables) as sink:
         for chunk in progress(range(n_chunks), "simulating customer chunks", unit="chunks"):
             start = chunk * params.chunk_size
             stop = min(params.n_customers, start + params.chunk_size)
@@ -814,6 +832,14 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
     decomposition["params"] = {
         k: v for k, v in asdict(params).items() if k.startswith("hidden_") or k == "frailty_sigma"
     }
+    if with_campaigns:
+        effects = pd.read_parquet(table_file(out_dir, "campaign_truth"))
+        write_atomic(
+            out_dir / truth.CAMPAIGNS_FILE,
+            lambda tmp: tmp.write_text(
+                json.dumps(summarize_campaigns(effects), indent=2, sort_keys=True) + "\n"
+            ),
+        )
     write_atomic(
         out_dir / truth.DECOMPOSITION_FILE,
         lambda tmp: tmp.write_text(json.dumps(decomposition, indent=2, sort_keys=True) + "\n"),

@@ -68,3 +68,16 @@ class SimulationParams:
     network_incident_region: str = "Lakes"
     network_incident_month: int = 6
     network_incident_length: int = 3
+
+    # Retention campaigns (simulate/campaigns.py): the first month index with a campaign
+    # (-1: none, the tables of a simulator without campaigns; the default: the 7th month), the
+    # share of the active base
+    # assigned each month, the randomized control share, the share drawn at random among the
+    # other eligible customers, months before a customer may be assigned again (at least the
+    # 3 months of follow-up), and a scale on every effect of a contact (0: none).
+    campaign_start_month: int = 6
+    campaign_share: float = 0.04
+    campaign_control_share: float = 0.15
+    campaign_explore_share: float = 0.2
+    campaign_cooldown_months: int = 3
+    campaign_effect_scale: float = 1.0

@@ -69,8 +69,46 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
 }
+# The contract's optional campaigns table and its truth: written only when campaigns run.
+SCHEMAS["campaigns"] = pa.schema(
+    [
+        ("campaign_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("assigned_at", _TS),
+        ("group", pa.string()),
+        ("channel", pa.string()),
+        ("offer", pa.string()),
+        ("offer_cost", pa.float64()),
+        ("contacted_at", _TS),
+        ("accepted", pa.bool_()),
+    ]
+)
+SCHEMAS["campaign_truth"] = pa.schema(
+    [
+        ("campaign_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("group", pa.string()),
+        ("persuadability", pa.string()),
+        ("would_be_reached", pa.bool_()),
+        ("would_accept", pa.bool_()),
+        ("offer", pa.string()),
+        ("channel", pa.string()),
+        ("months_followed", pa.int64()),
+        *[
+            (f"{what}_{k}m{suffix}", pa.float64())
+            for k in (1, 2, 3)
+            for what, suffix in (("p_churn", "_untreated"), ("effect", ""), ("uplift", ""))
+        ],
+    ]
+)
+CAMPAIGN_TABLES = ("campaigns", "campaign_truth")
 TRUTH_FILE = Path("truth") / "churn_probability.parquet"
-TRUTH_FILES = {"truth": TRUTH_FILE, "winback": Path("truth") / "winback.parquet"}
+CAMPAIGN_TRUTH_FILE = Path("truth") / "campaign_effects.parquet"
+TRUTH_FILES = {
+    "truth": TRUTH_FILE,
+    "winback": Path("truth") / "winback.parquet",
+    "campaign_truth": CAMPAIGN_TRUTH_FILE,
+}
 
 
 def table_file(out_dir: Path, name: str) -> Path:
@@ -131,12 +169,17 @@ class DatasetSink:
 
 
 @contextmanager
-def open_sink(out_dir: Path) -> Iterator[DatasetSink]:
-    """Writers on temporary files, renamed onto their final names only if the block succeeds."""
+def open_sink(out_dir: Path, tables: list[str] | None = None) -> Iterator[DatasetSink]:
+    """Writers on temporary files, renamed onto their final names only if the block succeeds.
+
+    `tables` names the tables to write (default: every one in SCHEMAS).
+    """
     with ExitStack() as stack:
         writers: dict[str, pq.ParquetWriter] = {}
         try:
             for name, schema in SCHEMAS.items():
+                if tables is not None and name not in tables:
+                    continue
                 tmp = stack.enter_context(atomic_path(table_file(out_dir, name)))
                 writers[name] = pq.ParquetWriter(tmp, schema, compression="snappy")
             yield DatasetSink(writers)
