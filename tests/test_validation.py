@@ -201,8 +201,10 @@ def test_unchanged_table_that_passed_is_not_scanned_again(
     # A changed table is scanned again, and so is every table whose ids must be in it.
     next(b for b in BROKEN_RULES if b.id == "calls.kind.one_of_voice_sms_data").mutate(path)
     caplog.clear()
+    kept = sorted(cache.glob("*.json"))
     broken = validate_dataset(path, cache_dir=cache)
     assert [(f.table, f.column) for f in broken.failures] == [("calls", "kind")]
+    assert sorted(cache.glob("*.json")) == kept  # bad input writes nothing, not even verdicts
     rescanned = [r.getMessage() for r in caplog.records if " rules (" in r.getMessage()]
     assert [m.split(":")[0] for m in rescanned] == ["calls"]
     TINY_TABLES["calls"]().to_parquet(path / "calls.parquet", index=False)

@@ -1249,6 +1249,7 @@ def validate_dataset(
     for table in sorted(wanted - set(present)):
         log.info("%s: no %s table (optional), skipped", dataset_dir.name, table)
     scans: list[_TableScan] = []
+    passed: dict[str, dict] = {}  # cache key -> verdict of a table that passed
     with connect() as con, Progress("validating", total=len(present), unit="tables") as bar:
         references = _references(con, dataset_dir)
         referenced = {
@@ -1295,20 +1296,21 @@ def validate_dataset(
                     time.perf_counter() - t0,
                 )
                 if not table_failures:
-                    cache.put(
-                        key,
-                        {
-                            "table": table,
-                            "rows": scan.rows,
-                            "stamps": scan.stamps,
-                            "checked_at": pd.Timestamp.now(tz="UTC").isoformat(),
-                        },
-                    )
+                    passed[key] = {
+                        "table": table,
+                        "rows": scan.rows,
+                        "stamps": scan.stamps,
+                        "checked_at": pd.Timestamp.now(tz="UTC").isoformat(),
+                    }
             if docs_dir is not None:
                 suite = _suite(table, scan.missing + scan.proven + scan.rules, _fallible(scan))
                 runs.append((suite, _gx_result(suite, scan, table_failures)))
             bar.update(1)
         failures.extend(_time_model_failures(con, scans))
+    # Verdicts are kept only when the whole dataset passes: bad input writes nothing.
+    if not failures:
+        for key, verdict in passed.items():
+            cache.put(key, verdict)
     docs_path = None
     if docs_dir is not None:
         docs_path = _write_docs(docs_dir, dataset_dir.name, runs, failures, rows)
