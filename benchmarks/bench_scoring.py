@@ -23,8 +23,9 @@ import time
 from datetime import date
 from pathlib import Path
 
+from results_file import record_section
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Nightly scoring at realistic density (issue #16)"
 CHURNML = str(Path(sys.executable).with_name("churnml"))
 
@@ -46,17 +47,6 @@ def _stage_times(log: str) -> str:
     """The job's own stage timings (`timing ...` lines of the scoring log), if printed."""
     found = re.findall(r"stage (\w+) done in ([0-9.]+) s", log)
     return ", ".join(f"{k} {float(v):.1f} s" for k, v in found)
-
-
-def _record(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") :] if "\n## " in rest else "\n"
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(current)
 
 
 def main() -> None:
@@ -101,7 +91,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        _record(text)
+        record_section(SECTION, text)
 
 
 if __name__ == "__main__":

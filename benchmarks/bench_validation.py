@@ -27,8 +27,8 @@ import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+from results_file import record_section
+
 SECTION = "## Raw-data validation: one scan per table (issue #16)"
 
 
@@ -87,17 +87,6 @@ def _child(kind: str, dataset: Path, cache_dir: Path) -> dict:
         text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _record(text: str) -> None:
-    current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") :] if "\n## " in rest else "\n"
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(current)
 
 
 def main() -> None:
@@ -163,7 +152,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        _record(text)
+        record_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -209,21 +209,7 @@ def log_model(model: ChurnModel, example: pd.DataFrame, registered_model_name: s
     Returns the new version. The served model answers probability, risk band and reasons.
     """
     example = model.spec.as_model_input(example)
-    wrapper = ChurnModelPyfunc(model)
-    signature = infer_signature(example, wrapper.predict(None, example))
-    with tempfile.TemporaryDirectory() as tmp:
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=wrapper,
-            signature=signature,
-            input_example=example,
-            registered_model_name=registered_model_name,
-            pip_requirements=_pip_requirements(),
-            code_paths=[_package_code(Path(tmp))],
-        )
-    version = str(info.registered_model_version)
-    log.info("registered model %s version %s", registered_model_name, version)
-    return version
+    return log_python_model(ChurnModelPyfunc(model), example, registered_model_name, MODEL_ARTIFACT)
 
 
 def log_python_model(
@@ -232,7 +218,8 @@ def log_python_model(
     registered_model_name: str,
     artifact_name: str,
 ) -> str:
-    """Log another pyfunc (the time-to-churn model's) as `log_model` does; return its version."""
+    """Log a pyfunc with the package's code, its signature and input example, pinned to what
+    it imports; register it and return the new version."""
     signature = infer_signature(example, wrapper.predict(None, example))
     with tempfile.TemporaryDirectory() as tmp:
         info = mlflow.pyfunc.log_model(
@@ -255,21 +242,9 @@ def log_uplift_model(model, example: pd.DataFrame, registered_model_name: str) -
     from churnml.serving import UpliftModelPyfunc
 
     example = model.spec.as_model_input(example)
-    wrapper = UpliftModelPyfunc(model)
-    signature = infer_signature(example, wrapper.predict(None, example))
-    with tempfile.TemporaryDirectory() as tmp:
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=wrapper,
-            signature=signature,
-            input_example=example,
-            registered_model_name=registered_model_name,
-            pip_requirements=_pip_requirements(),
-            code_paths=[_package_code(Path(tmp))],
-        )
-    version = str(info.registered_model_version)
-    log.info("registered uplift model %s version %s", registered_model_name, version)
-    return version
+    return log_python_model(
+        UpliftModelPyfunc(model), example, registered_model_name, MODEL_ARTIFACT
+    )
 
 
 def load_registered_uplift(tracking: TrackingConfig, name: str, alias: str):
