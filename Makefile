@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 SIM_DATA := data/raw/telco_sim/manifest.json
 
-.PHONY: help venv train score validate simulate tune serve test test-fast bench lint format docs mlflow-ui clean
+.PHONY: help venv train score lost review uplift validate simulate tune serve test test-fast bench lint format docs mlflow-ui clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -44,11 +44,20 @@ train: $(STAMP) $(USES_DEFAULT_DATA) ## Validate, sample, build features, train,
 score: $(STAMP) ## Batch scoring with the champion model (schedulers: call .venv/bin/churnml score)
 	$(CHURNML) score $(ARGS)
 
+lost: $(STAMP) ## Lost-customer table, early-warning report and win-back list (ARGS="scoring.date=...")
+	$(CHURNML) lost $(ARGS)
+
 validate: $(STAMP) ## Check a dataset against the data contract (ARGS="data.path=...")
 	$(CHURNML) validate $(ARGS)
 
 tune: $(STAMP) $(USES_DEFAULT_DATA) ## Hyper-parameter sweep (Hydra multirun with the Optuna sweeper)
 	$(CHURNML) tune $(ARGS)
+
+review: $(STAMP) $(USES_DEFAULT_DATA) ## Three-month review of the retention campaigns (report: reports/campaign_review.html)
+	$(CHURNML) review $(ARGS)
+
+uplift: $(STAMP) $(USES_DEFAULT_DATA) ## Train and register the uplift model from campaign history (scoring then ranks by it)
+	$(CHURNML) uplift $(ARGS)
 
 serve: $(STAMP) ## Serve the champion over HTTP on 127.0.0.1:$(PORT) (MODEL=churnml_<dataset>)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(TRACKING_URI)" \
@@ -72,8 +81,9 @@ format: $(STAMP) ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-docs: $(STAMP) ## Regenerate docs/features.md from the feature registry
+docs: $(STAMP) ## Regenerate docs/features.md and the contract's tables in docs/data-contract.md
 	$(BIN)/python -m churnml.features.docs
+	$(BIN)/python -m churnml.contract docs/data-contract.md
 
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port 5000

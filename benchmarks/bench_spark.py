@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 import psutil
+from results_file import record_section
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Spark engine against DuckDB, issue #17"
 
 CHILD = r"""
@@ -152,15 +152,7 @@ def main() -> None:
         f"{'yes' if gap != float('inf') else 'no'}).",
         "",
     ]
-    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = head + "\n".join(lines) + "\n" + tail
-    else:
-        head, _, rest = text.partition("\n## ")
-        text = head + "\n" + "\n".join(lines) + "\n## " + rest if rest else text + "\n".join(lines)
-    RESULTS.write_text(text, encoding="utf-8")
+    record_section(SECTION, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,12 +1,15 @@
-"""Benchmark raw-data validation: wall time and peak RSS of `validate_dataset` on one folder.
+"""Benchmark raw-data validation against building features from the same rows (issue #16).
 
-    python benchmarks/bench_validation.py data/raw/telco_sim_large
-    python benchmarks/bench_validation.py --synthetic-calls 20000000   # no dataset needed
+    python benchmarks/bench_validation.py data/raw/telco_dense [--repeat 2] [--record]
 
-With `--synthetic-calls N`, a dataset of `--customers` customers and N call rows is generated
-first (by DuckDB, in a child process, so its memory does not count) in a temporary folder, or in
-`--out`. The peak RSS reported is the whole validating process's (ru_maxrss): Python, GX,
-pandas chunks and DuckDB.
+On one dataset, each measurement in its own child process (so its peak RSS is its own):
+  1. cold validation of the calls table alone (no verdict cache): every calls rule;
+  2. the call-pattern feature family for every customer at the data's as_of (one cutoff);
+  3. cold validation of the whole dataset (every table, every rule);
+  4. the same again with the verdict cache filled by 3 (what scoring after training costs).
+Target: 1 at most half of 2. Measurements alternate (1, 2, 1, 2, ...) so that load from other
+processes on a shared machine hits both sides alike. `--record` replaces the validation section
+of benchmarks/RESULTS.md with the machine, the date and the load average.
 """
 
 from __future__ import annotations
@@ -14,127 +17,142 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
+from results_file import record_section
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+SECTION = "## Raw-data validation: one scan per table (issue #16)"
 
 
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def generate(out: Path, n_calls: int, n_customers: int) -> Path:
-    """Write a contract-valid dataset: customers and a big calls table (nothing else)."""
-    import duckdb
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").write_text(json.dumps({"as_of": "2025-01-01T00:00:00"}))
-    customers = f"""
-        SELECT 'C' || lpad(i::VARCHAR, 8, '0') AS customer_id,
-               TIMESTAMP '2020-01-01' + to_days((i % 1500)::INTEGER) AS activated_at,
-               NULL::TIMESTAMP AS terminated_at,
-               NULL::VARCHAR AS termination_reason,
-               'P' || (i % 7)::VARCHAR AS initial_plan_id,
-               CASE WHEN i % 3 = 0 THEN 'prepaid' ELSE 'postpaid' END AS payment_type,
-               NULL::TIMESTAMP AS commitment_end,
-               'R' || (i % 12)::VARCHAR AS region,
-               (1940 + i % 70)::BIGINT AS birth_year,
-               CASE i % 3 WHEN 0 THEN 'F' WHEN 1 THEN 'M' ELSE 'U' END AS gender
-        FROM range({n_customers}) AS t(i)"""
-    kinds = "CASE WHEN i % 10 < 6 THEN 'voice' WHEN i % 10 < 8 THEN 'sms' ELSE 'data' END"
-    calls = f"""
-        SELECT 'C' || lpad((hash(i) % {n_customers})::VARCHAR, 8, '0') AS customer_id,
-               TIMESTAMP '2024-01-01' + to_seconds((hash(i * 7) % 31000000)::BIGINT) AS started_at,
-               CASE WHEN i % 2 = 0 THEN 'out' ELSE 'in' END AS direction,
-               {kinds} AS kind,
-               CASE WHEN i % 10 < 6 THEN (hash(i) % 900)::BIGINT ELSE 0 END AS duration_s,
-               CASE WHEN i % 10 >= 8 THEN (hash(i) % 5000) / 10.0 END AS volume_mb,
-               CASE WHEN i % 10 >= 8 THEN NULL WHEN i % 4 = 0 THEN 'off_net' ELSE 'on_net' END
-                   AS peer_network,
-               CASE WHEN i % 10 < 8 AND i % 4 = 0 THEN 'beta' END AS peer_operator,
-               CASE WHEN i % 10 < 8 THEN 'X' || (hash(i * 3) % 1000000)::VARCHAR END AS peer_id,
-               i % 97 = 0 AS dropped
-        FROM range({n_calls}) AS t(i)"""
-    with duckdb.connect() as con:
-        con.execute(f"COPY ({customers}) TO '{out / 'customers.parquet'}' (FORMAT parquet)")
-        con.execute(
-            f"COPY ({calls}) TO '{out / 'calls.parquet'}' (FORMAT parquet, ROW_GROUP_SIZE 1000000)"
-        )
-    return out
+
+def _measure(kind: str, dataset: Path, cache_dir: Path) -> dict:
+    """Run one measurement in this process (called in a child)."""
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    cpu0 = _cpu_s()
+    if kind == "features":
+        from churnml.features import FeatureParams, build_features
+        from churnml.io import dataset_as_of, read_table
+
+        cutoff = pd.Timestamp(dataset_as_of(dataset)).normalize()
+        ids = read_table(dataset, "customers", ["customer_id"])["customer_id"]
+        spine = pd.DataFrame({"customer_id": ids.astype(object), "cutoff": cutoff})
+        params = FeatureParams()
+        params.families = ["calls"]
+        t0 = time.perf_counter()
+        cpu0 = _cpu_s()
+        out = build_features(dataset, spine, params)
+        rows = len(out)
+    else:
+        from churnml.validation import validate_dataset
+
+        tables = ["calls"] if kind == "calls" else None
+        cache = cache_dir if kind in ("all", "warm") else None
+        report = validate_dataset(dataset, tables=tables, cache_dir=cache)
+        if not report.success:
+            raise SystemExit(report.summary())
+        rows = sum(report.tables.values())
+    wall = time.perf_counter() - t0
+    return {
+        "kind": kind,
+        "wall_s": wall,
+        "cpu_s": _cpu_s() - cpu0,
+        "rows": rows,
+        "rss": _peak_rss_mib(),
+    }
+
+
+def _child(kind: str, dataset: Path, cache_dir: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, str(dataset), "--child", kind, "--cache-dir", str(cache_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset_dir", nargs="?", type=Path)
-    parser.add_argument("--chunk-rows", type=int, default=2_000_000)
-    parser.add_argument("--docs-dir", type=Path, default=None)
-    parser.add_argument("--synthetic-calls", type=int, default=None)
-    parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--out", type=Path, default=None, help="where to keep synthetic data")
-    parser.add_argument("--generate-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("dataset_dir", type=Path)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--record", action="store_true")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    if args.generate_only:
-        generate(args.out, args.synthetic_calls, args.customers)
+    if args.child:
+        logging.basicConfig(level=logging.WARNING)
+        print(json.dumps(_measure(args.child, args.dataset_dir, args.cache_dir)))
         return
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    tmp = None
-    dataset_dir = args.dataset_dir
-    if args.synthetic_calls:
-        if args.out is None:
-            tmp = tempfile.TemporaryDirectory(prefix="bench_validation_")
-            args.out = Path(tmp.name) / "synthetic"
-        t0 = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--generate-only",
-                "--synthetic-calls",
-                str(args.synthetic_calls),
-                "--customers",
-                str(args.customers),
-                "--out",
-                str(args.out),
-            ],
-            check=True,
-        )
-        print(f"generated {args.synthetic_calls:,} calls in {time.perf_counter() - t0:.1f} s")
-        dataset_dir = args.out
-    if dataset_dir is None:
-        parser.error("give a dataset folder or --synthetic-calls N")
+    runs: dict[str, list[dict]] = {"calls": [], "features": [], "all": [], "warm": []}
+    with tempfile.TemporaryDirectory(prefix="bench_validation_") as tmp:
+        for _ in range(args.repeat):
+            for kind in ("calls", "features"):
+                runs[kind].append(_child(kind, args.dataset_dir, Path(tmp) / "none"))
+                print(json.dumps(runs[kind][-1]), flush=True)
+        for kind in ("all", "warm"):
+            runs[kind].append(_child(kind, args.dataset_dir, Path(tmp) / "cache"))
+            print(json.dumps(runs[kind][-1]), flush=True)
 
-    from churnml.validation import validate_dataset
+    def best(kind: str) -> dict:
+        return min(runs[kind], key=lambda r: r["wall_s"])
 
-    base = _rss_mib()
-    t0 = time.perf_counter()
-    report = validate_dataset(dataset_dir, docs_dir=args.docs_dir, chunk_rows=args.chunk_rows)
-    wall = time.perf_counter() - t0
-    result = {
-        "dataset": str(dataset_dir),
-        "rows": report.tables,
-        "chunk_rows": args.chunk_rows,
-        "success": report.success,
-        "failures": [f.message() for f in report.failures],
-        "wall_s": round(wall, 1),
-        "rss_before_mib": round(base),
-        "peak_rss_mib": round(_peak_rss_mib()),
+    pairs = list(zip(runs["calls"], runs["features"], strict=True))
+    ratios = [v["wall_s"] / f["wall_s"] for v, f in pairs]
+    cpu_ratios = [v["cpu_s"] / f["cpu_s"] for v, f in pairs]
+    lines = [
+        SECTION,
+        "",
+        f"{date.today()}, {platform.machine()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (other processes shared the cores).",
+        f"Dataset `{args.dataset_dir}`; {best('all')['rows']:,} rows in all tables.",
+        "",
+        "| measurement | best wall | its CPU time | peak RSS | walls of every run |",
+        "|---|---|---|---|---|",
+    ]
+    names = {
+        "calls": "cold validation of calls (every rule)",
+        "features": "call-pattern features, all customers, one cutoff",
+        "all": "cold validation, every table",
+        "warm": "validation again, tables unchanged (verdict cache)",
     }
-    print(json.dumps(result, indent=2))
-    if tmp is not None:
-        tmp.cleanup()
+    for kind, name in names.items():
+        walls = ", ".join(f"{r['wall_s']:.1f} s" for r in runs[kind])
+        b = best(kind)
+        lines.append(
+            f"| {name} | {b['wall_s']:.1f} s | {b['cpu_s']:.1f} s | {b['rss']:,.0f} MiB | {walls} |"
+        )
+    lines += [
+        "",
+        "Validation of calls / call features, pairwise: "
+        + ", ".join(f"{r:.2f}" for r in ratios)
+        + " in wall time, "
+        + ", ".join(f"{r:.2f}" for r in cpu_ratios)
+        + " in CPU time (target: at most 0.5; CPU time is the fairer figure on shared cores).",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.record:
+        record_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ RAW = ROOT / "data" / "raw"
 LARGE = RAW / "telco_sim_large"
 MEDIUM = RAW / "telco_sim_200k"
 DEFAULT = RAW / "telco_sim"
+DENSE = RAW / "telco_dense"
 BENCHMARKS: tuple[tuple[str, ...], ...] = (
     ("bench_simulate.py",),
-    ("bench_validation.py", str(LARGE)),
+    ("bench_validation.py", str(DENSE), "--record"),
     ("bench_features.py", "--dataset", str(LARGE), "--pandas-dataset", str(MEDIUM)),
     ("bench_model.py", "--dataset", str(LARGE)),
     ("backtest_scoring.py", "--dataset", str(DEFAULT)),
@@ -37,6 +38,7 @@ def _simulate(target: Path, *overrides: str) -> None:
 def main() -> int:
     _simulate(DEFAULT)
     _simulate(LARGE, "simulate=large", "simulate.name=telco_sim_large")
+    _simulate(DENSE, "simulate=dense")
     _simulate(
         MEDIUM, "simulate=large", "simulate.name=telco_sim_200k", "simulate.n_customers=200000"
     )

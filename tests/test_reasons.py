@@ -173,6 +173,14 @@ def test_large_changes_read_as_folds():
     assert reason_problems("130 % of calls dropped") == ["share above 100 %"]
 
 
+def test_a_rate_is_not_a_count():
+    """ "10.80 a month" and "2.84 per minute" count money, not months or minutes: no warning
+    in the nightly log for every value-for-money reason; a miscount still is one."""
+    assert reason_problems("pays 10.80 a month more than the cheapest plan") == []
+    assert reason_problems("pays 2.84 per minute of calls made") == []
+    assert reason_problems("3 call a month")[0].startswith("number agreement")
+
+
 def test_durations_read_as_people_say_them():
     assert humanize_days(1) == "1 day"
     assert humanize_days(45) == "45 days"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,10 +13,11 @@ import pandas as pd
 import pytest
 from tiny_dataset import BROKEN_RULES, TINY_TABLES, BrokenRule, write_tiny_dataset
 
-from churnml.io import TABLES
+from churnml.contract import TABLES
 from churnml.validation import (
     RULE_TABLE,
     ContractViolation,
+    Limits,
     RuleFailure,
     build_suite,
     check_dataset,
@@ -26,27 +28,26 @@ from churnml.validation import (
 
 TINY_ROWS = {table: len(make()) for table, make in TINY_TABLES.items()}
 
-# One broken rule of each kind, run by `make test-fast`; the full list is marked slow.
-FAST_IDS = {
-    "customers.customer_id.unique",
-    "customers.payment_type.required_column_present",
-    "customers.birth_year.type_int",
-    "customers.termination_reason.null_iff_terminated_at_is_null.active",
-    "customers.terminated_at.ge_activated_at",
-    "calls.customer_id.present_in_customers",
-    "calls.started_at.not_after_as_of",
-    "calls.duration_s.0_for_sms_and_data",
-    "complaints.severity.between_1_and_3",
-    "payments.amount.gt_0",
-}
-
 
 def _key(failure: RuleFailure) -> tuple:
     return (failure.table, failure.column, failure.rule, failure.n_rows)
 
 
-def _broken_dataset(tmp_path: Path, broken: BrokenRule, fmt: str = "parquet") -> Path:
-    path = write_tiny_dataset(tmp_path / "tiny", fmt)
+@pytest.fixture(scope="module")
+def tiny_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny dataset written once per format; each case copies it (copying is milliseconds,
+    writing seven tables through pandas is not)."""
+    root = tmp_path_factory.mktemp("tiny_templates")
+    return {fmt: write_tiny_dataset(root / fmt, fmt) for fmt in ("parquet", "csv")}
+
+
+def _broken_dataset(
+    tmp_path: Path, broken: BrokenRule, fmt: str = "parquet", templates: dict | None = None
+) -> Path:
+    if templates is None:
+        path = write_tiny_dataset(tmp_path / "tiny", fmt)
+    else:
+        path = Path(shutil.copytree(templates[fmt], tmp_path / "tiny"))
     broken.mutate(path)
     return path
 
@@ -58,10 +59,8 @@ def _tables_to_check(broken: BrokenRule) -> list[str] | None:
 
 
 def _params(fmt: str) -> list:
-    return [
-        pytest.param(b, id=f"{fmt}-{b.id}", marks=() if b.id in FAST_IDS else pytest.mark.slow)
-        for b in BROKEN_RULES
-    ]
+    """One case for every contract rule (the sweep takes seconds: no case is marked slow)."""
+    return [pytest.param(b, id=f"{fmt}-{b.id}") for b in BROKEN_RULES]
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -105,11 +104,13 @@ def test_build_suite_leaves_out_rules_of_absent_optional_columns() -> None:
     )
 
 
-# The full Parquet sweep runs through the training job in
+# One rule of each kind also runs through the training job in
 # tests/integration/test_train_end_to_end.py (test_broken_contract_rule_stops_...).
-@pytest.mark.parametrize("broken", [b for b in _params("parquet") if not b.marks])
-def test_each_broken_rule_stops_the_run(tmp_path: Path, broken: BrokenRule) -> None:
-    path = _broken_dataset(tmp_path, broken)
+@pytest.mark.parametrize("broken", _params("parquet"))
+def test_each_broken_rule_stops_the_run(
+    tmp_path: Path, broken: BrokenRule, tiny_templates: dict[str, Path]
+) -> None:
+    path = _broken_dataset(tmp_path, broken, templates=tiny_templates)
     with pytest.raises(ContractViolation) as caught:
         check_dataset(path, tables=_tables_to_check(broken))
     message = str(caught.value)
@@ -135,8 +136,10 @@ def _csv_params() -> list:
 
 
 @pytest.mark.parametrize("broken", _csv_params())
-def test_each_broken_rule_is_found_in_csv(tmp_path: Path, broken: BrokenRule) -> None:
-    path = _broken_dataset(tmp_path, broken, "csv")
+def test_each_broken_rule_is_found_in_csv(
+    tmp_path: Path, broken: BrokenRule, tiny_templates: dict[str, Path]
+) -> None:
+    path = _broken_dataset(tmp_path, broken, "csv", tiny_templates)
     report = validate_dataset(path, tables=_tables_to_check(broken))
     assert [_key(f) for f in report.failures] == [
         (broken.table, broken.column, broken.rule, broken.n_rows)
@@ -168,19 +171,55 @@ def _several_broken(tmp_path: Path, fmt: str = "parquet") -> Path:
     return path
 
 
-def test_chunked_run_finds_the_same_failures(tmp_path: Path) -> None:
-    path = _several_broken(tmp_path)
-    whole = validate_dataset(path)
-    chunked = validate_dataset(path, chunk_rows=3)
-    assert not whole.success
-    assert len(whole.failures) == 6
-    assert [_key(f) for f in chunked.failures] == [_key(f) for f in whole.failures]
-    assert [sorted(f.example_ids) for f in chunked.failures] == [
-        sorted(f.example_ids) for f in whole.failures
+def test_one_scan_per_table_finds_every_broken_rule(tmp_path: Path) -> None:
+    report = validate_dataset(_several_broken(tmp_path))
+    assert not report.success
+    assert [(f.table, f.column, f.rule) for f in report.failures] == [
+        ("customers", "birth_year", "between 1900 and 2015"),
+        ("calls", "customer_id", "present in customers"),
+        ("calls", "duration_s", "0 for sms and data"),
+        ("complaints", "complaint_id", "unique"),
+        ("bills", "due_at", ">= issued_at"),
+        ("payments", "paid_at", "not after as_of"),
     ]
-    assert chunked.tables == whole.tables == TINY_ROWS
-    unique = next(f for f in whole.failures if f.rule == "unique")
+    assert report.tables == TINY_ROWS
+    unique = next(f for f in report.failures if f.rule == "unique")
     assert unique.example_ids == ["K1"]
+
+
+def test_unchanged_table_that_passed_is_not_scanned_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny")
+    cache = tmp_path / "cache"
+    first = validate_dataset(path, cache_dir=cache)
+    assert first.success and len(list(cache.glob("*.json"))) == len(TABLES)
+    caplog.set_level("INFO", logger="churnml.validation")
+    again = validate_dataset(path, cache_dir=cache)
+    assert again.tables == first.tables
+    assert sum("not scanned again" in r.getMessage() for r in caplog.records) == len(TABLES)
+    # A changed table is scanned again, and so is every table whose ids must be in it.
+    next(b for b in BROKEN_RULES if b.id == "calls.kind.one_of_voice_sms_data").mutate(path)
+    caplog.clear()
+    kept = sorted(cache.glob("*.json"))
+    broken = validate_dataset(path, cache_dir=cache)
+    assert [(f.table, f.column) for f in broken.failures] == [("calls", "kind")]
+    assert sorted(cache.glob("*.json")) == kept  # bad input writes nothing, not even verdicts
+    rescanned = [r.getMessage() for r in caplog.records if " rules (" in r.getMessage()]
+    assert [m.split(":")[0] for m in rescanned] == ["calls"]
+    TINY_TABLES["calls"]().to_parquet(path / "calls.parquet", index=False)
+    assert validate_dataset(path, cache_dir=cache).success
+    # customers changed: so did "present in customers" of every table naming a customer
+    os.utime(path / "customers.parquet", ns=(1, 1))
+    caplog.clear()
+    assert validate_dataset(path, cache_dir=cache).success
+    rescanned = [
+        r.getMessage().split(":")[0] for r in caplog.records if " rules (" in r.getMessage()
+    ]
+    assert set(rescanned) == set(TABLES)
+    # Other settings are other verdicts: a stricter limit is checked, not taken from the cache.
+    strict = validate_dataset(path, cache_dir=cache, limits=Limits(max_amount=40.0))
+    assert not strict.success
 
 
 def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,22 +228,30 @@ def test_data_docs_are_written_when_asked(tmp_path: Path, monkeypatch: pytest.Mo
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     docs = tmp_path / "docs"
-    report = validate_dataset(path, docs_dir=docs, chunk_rows=4)
+    report = validate_dataset(path, docs_dir=docs)
     assert report.docs_path == docs.resolve() / "summary.html"
     assert report.docs_path.is_file()
     results = {p.stem: p for p in docs.glob("results/*.json")}
     assert set(results) == set(TABLES)
-    calls_result = results["calls"].read_text()
-    assert "_ok__customer_id__present_in_customers" in calls_result
-    assert "C99" in calls_result  # the failing row is shown
-    assert not list(docs.glob("**/index.html"))  # GX's pages (unescaped values) are not built
+    calls_result = json.loads(results["calls"].read_text())
+    broken = [r for r in calls_result["results"] if not r["success"]]
+    assert [r["expectation_config"]["meta"]["contract_rule"] for r in broken] == [
+        "present in customers",
+        "0 for sms and data",
+    ]
+    assert broken[0]["result"]["partial_unexpected_list"] == ["C99"]  # the failing row's id
+    assert broken[0]["result"]["element_count"] == TINY_ROWS["calls"]
+    # GX's Data Docs show the rules (the suites), not the failing values.
+    assert (docs / "rules" / "index.html").is_file()
+    assert (docs / "rules" / "expectations" / "contract" / "calls.html").is_file()
+    assert not list((docs / "rules").glob("validations/**/*.html"))
     assert list(workdir.iterdir()) == []  # no gx/ folder or anything else in the cwd
     summary = (docs / "summary.html").read_text()
     assert f"breaks {len(report.failures)} contract rules" in summary
     assert f"<td>calls</td><td>{report.tables['calls']:,}</td>" in summary
     assert all(html.escape(f.message()) in summary for f in report.failures)
     linked = re.findall(r'href="([^"]+)"', summary)
-    assert sorted(Path(link).stem for link in linked) == sorted(TABLES)
+    assert sorted(Path(link).stem for link in linked) == sorted([*TABLES, "index"])
     assert all((docs / link).is_file() for link in linked)
     assert "://" not in summary  # opens offline
 
@@ -215,7 +262,7 @@ def test_missing_optional_tables_are_skipped(tmp_path: Path) -> None:
     (path / "bills.parquet").unlink()
     report = check_dataset(path)
     assert report.success
-    assert set(report.tables) == {"customers", "transfers", "complaints", "payments"}
+    assert set(report.tables) == {"customers", "transfers", "complaints", "payments", "campaigns"}
 
 
 def test_missing_customers_table_fails_clearly(tmp_path: Path) -> None:
@@ -250,7 +297,7 @@ def test_optional_columns_may_be_absent_and_extra_columns_are_allowed(tmp_path: 
 
 def test_numeric_looking_ids_in_csv_are_accepted(tmp_path: Path) -> None:
     path = write_tiny_dataset(tmp_path / "tiny", "csv")
-    for table in ("customers", "calls", "transfers", "complaints", "bills", "payments"):
+    for table in TABLES:
         text = (path / f"{table}.csv").read_text()
         text = text.replace(",C", ",10").replace("\nC", "\n10")  # C1 -> 101
         text = text.replace("K", "20").replace("B", "30").replace("Y", "40")
@@ -345,3 +392,84 @@ def test_snapshot_with_integer_labels_and_docs(tmp_path: Path) -> None:
     report = validate_snapshot(df, "id", "churn", 1, docs_dir=tmp_path / "docs")
     assert report.success
     assert report.docs_path is not None and report.docs_path.is_file()
+
+
+def test_scores_check_names_every_broken_rule() -> None:
+    from churnml.contract import SCORE_COLUMNS
+    from churnml.validation import ScoresInvalid, check_scores
+
+    good = pd.DataFrame({c: ["x"] * 4 for c in SCORE_COLUMNS})
+    good["customer_id"] = ["C1", "C2", "C3", "C4"]
+    good["churn_probability"] = [0.1, 0.2, 0.3, 0.4]
+    good["revenue_at_risk"] = [1.0, 2.0, 0.0, 3.0]
+    good["value_tier"] = ["A", "B", "C", "D"]
+    assert check_scores(good, good["customer_id"]).success
+    bad = good.copy()
+    bad.loc[1, "customer_id"] = "C1"  # C1 twice, C2 missing
+    bad.loc[2, "churn_probability"] = 1.5
+    bad.loc[3, "value_tier"] = "E"
+    bad.loc[0, "action"] = None
+    with pytest.raises(ScoresInvalid) as caught:
+        check_scores(bad, good["customer_id"])
+    assert [_key(f) for f in caught.value.report.failures] == [
+        ("scores", "action", "not null", 1),
+        ("scores", "customer_id", "unique", 2),
+        ("scores", "churn_probability", "between 0 and 1", 1),
+        ("scores", "value_tier", "one of A, B, C, D", 1),
+        ("scores", "customer_id", "one row per eligible customer", 1),
+    ]
+    assert caught.value.report.failures[-1].example_ids == ["C2"]
+
+
+def test_parquet_footer_proves_range_rules_and_a_file_without_statistics_is_scanned(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    from churnml.io import connect, table_path
+    from churnml.validation import _plan_scan, _resolve_as_of
+
+    def plan(path: Path):
+        with connect() as con:
+            calls = table_path(path, "calls")
+            return _plan_scan(con, "calls", calls, as_of=as_of, references={}, limits=None)
+
+    path = write_tiny_dataset(tmp_path / "tiny")
+    as_of = _resolve_as_of(path, None)
+    scan = plan(path)
+    proven = {r.rule for r in scan.proven if r.column == "started_at"}
+    assert proven == {"not null", "not after as_of"}
+    assert "not after as_of" not in {r.rule for r in scan.rules if r.column == "started_at"}
+    # Without statistics nothing is proven and every rule is scanned, with the same verdict.
+    table = pq.read_table(path / "calls.parquet")
+    pq.write_table(table, path / "calls.parquet", write_statistics=False)
+    scan = plan(path)
+    assert scan.proven == []
+    assert validate_dataset(path).success
+    # A footer that shows a value out of range proves nothing: the scan finds the row.
+    broken = next(b for b in BROKEN_RULES if b.id == "calls.started_at.not_after_as_of")
+    broken.mutate(write_tiny_dataset(tmp_path / "late"))
+    report = validate_dataset(tmp_path / "late", tables=["calls"])
+    assert [_key(f) for f in report.failures] == [("calls", "started_at", "not after as_of", 1)]
+
+
+def test_scores_check_covers_the_optional_time_to_churn_columns() -> None:
+    from churnml.contract import SCORE_COLUMNS
+    from churnml.validation import ScoresInvalid, check_scores
+
+    scores = pd.DataFrame({c: ["x"] * 3 for c in SCORE_COLUMNS})
+    scores["customer_id"] = ["C1", "C2", "C3"]
+    scores["churn_probability"] = [0.1, 0.2, 0.3]
+    scores["revenue_at_risk"] = [1.0, 2.0, 3.0]
+    scores["value_tier"] = ["A", "B", "C"]
+    scores["churn_probability_30d"] = [0.05, 0.5, 0.1]
+    scores["churn_probability_90d"] = [0.10, 0.4, 0.2]  # C2: 90 days below 30 days
+    scores["lifetime_value"] = [10.0, -1.0, 5.0]
+    scores["value_segment"] = ["protect", "let go", "dunno"]
+    with pytest.raises(ScoresInvalid) as caught:
+        check_scores(scores, scores["customer_id"])
+    assert [_key(f) for f in caught.value.report.failures] == [
+        ("scores", "churn_probability_30d", "<= churn_probability_90d", 1),
+        ("scores", "lifetime_value", ">= 0", 1),
+        ("scores", "value_segment", "one of keep and grow, protect, develop, let go", 1),
+    ]

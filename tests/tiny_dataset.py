@@ -1,9 +1,10 @@
-"""A tiny, valid, hand-written raw dataset (data contract v1), and ways to break it rule by rule.
+"""A tiny, valid, hand-written raw dataset (data contract v2), and ways to break it rule by rule.
 
-`write_tiny_dataset(path, fmt)` writes all six tables plus manifest.json. `BROKEN_RULES` has one
-entry per contract rule: `mutate(path)` edits a written tiny dataset (Parquet or CSV) so that
-exactly that rule is broken, by `n_rows` rows. The contract is transcribed here by hand, apart
-from `churnml.validation`, so the two can check each other.
+`write_tiny_dataset(path, fmt)` writes every contract table plus manifest.json. `BROKEN_RULES`
+has one entry per contract rule: `mutate(path)` edits a written tiny dataset (Parquet or CSV) so
+that exactly that rule is broken, by `n_rows` rows. The columns and their types come from
+`churnml.contract`; the rules each mutation breaks are named here by hand, so that a rule the
+validator adds, drops or renames fails the coverage test.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+
+from churnml.contract import CONTRACT
 
 AS_OF = "2024-06-30T00:00:00"
 AFTER_AS_OF = pd.Timestamp("2024-07-01 09:00:00")
@@ -43,6 +46,8 @@ def _customers() -> pd.DataFrame:
             "region": ["north", NA, "south", "north", "south", NA],
             "birth_year": pd.array([1980, NA, 1995, 1970, 2001, NA], dtype="Int64"),
             "gender": ["F", "M", "U", NA, "F", "M"],
+            # C6 is C4 come back: C4 left on 2024-05-01, C6 started on 2024-06-01.
+            "previous_customer_id": [NA, NA, NA, NA, NA, "C4"],
         }
     )
 
@@ -172,6 +177,28 @@ def _payments() -> pd.DataFrame:
     )
 
 
+def _campaigns() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "campaign_id": ["K1", "K1", "K1", "K2"],
+            "customer_id": ["C1", "C3", "C5", "C1"],
+            "assigned_at": [
+                TS("2024-05-01 00:00:00"),
+                TS("2024-05-01 00:00:00"),
+                TS("2024-05-01 00:00:00"),
+                TS("2024-06-01 00:00:00"),
+            ],
+            "group": ["treatment", "control", "treatment", "treatment"],
+            "channel": ["call_center", NA, "sms", "app"],
+            "offer": ["discount", NA, "loyalty_points", "plan_upgrade"],
+            "offer_cost": [20.0, NA, 5.0, 0.0],
+            # C3 is in the control group (never contacted); C5 was not reached.
+            "contacted_at": [TS("2024-05-03 10:00:00"), NA, NA, TS("2024-06-02 09:00:00")],
+            "accepted": [True, NA, NA, False],
+        }
+    )
+
+
 TINY_TABLES: dict[str, Callable[[], pd.DataFrame]] = {
     "customers": _customers,
     "calls": _calls,
@@ -179,6 +206,7 @@ TINY_TABLES: dict[str, Callable[[], pd.DataFrame]] = {
     "complaints": _complaints,
     "bills": _bills,
     "payments": _payments,
+    "campaigns": _campaigns,
 }
 
 
@@ -279,72 +307,22 @@ def _as_booleans(column: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
 
 
 # ---------------------------------------------------------------------------------------------
-# The contract, by hand: (column, type, required) per table; required = present and never null.
+# The contract's columns: (column, type, required) per table; required = present and never null.
 
 COLUMNS: dict[str, list[tuple[str, str, bool]]] = {
-    "customers": [
-        ("customer_id", "string", True),
-        ("activated_at", "timestamp", True),
-        ("terminated_at", "timestamp", False),
-        ("termination_reason", "string", False),
-        ("initial_plan_id", "string", True),
-        ("payment_type", "string", True),
-        ("commitment_end", "timestamp", False),
-        ("region", "string", False),
-        ("birth_year", "int", False),
-        ("gender", "string", False),
-    ],
-    "calls": [
-        ("customer_id", "string", True),
-        ("started_at", "timestamp", True),
-        ("direction", "string", True),
-        ("kind", "string", True),
-        ("duration_s", "int", True),
-        ("volume_mb", "float", False),
-        ("peer_network", "string", False),
-        ("peer_operator", "string", False),
-        ("peer_id", "string", False),
-        ("dropped", "bool", True),
-    ],
-    "transfers": [
-        ("customer_id", "string", True),
-        ("occurred_at", "timestamp", True),
-        ("kind", "string", True),
-        ("from_plan_id", "string", False),
-        ("to_plan_id", "string", False),
-        ("monthly_fee", "float", False),
-        ("operator", "string", False),
-        ("amount", "float", False),
-    ],
-    "complaints": [
-        ("complaint_id", "string", True),
-        ("customer_id", "string", True),
-        ("opened_at", "timestamp", True),
-        ("resolved_at", "timestamp", False),
-        ("category", "string", True),
-        ("channel", "string", True),
-        ("severity", "int", True),
-        ("satisfaction", "int", False),
-    ],
-    "bills": [
-        ("bill_id", "string", True),
-        ("customer_id", "string", True),
-        ("period_start", "timestamp", True),
-        ("issued_at", "timestamp", True),
-        ("due_at", "timestamp", True),
-        ("amount_due", "float", True),
-    ],
-    "payments": [
-        ("payment_id", "string", True),
-        ("customer_id", "string", True),
-        ("paid_at", "timestamp", True),
-        ("amount", "float", True),
-        ("bill_id", "string", False),
-    ],
+    name: [(c.name, c.kind, c.required) for c in table.columns] for name, table in CONTRACT.items()
 }
 
 # A row whose emptying or type damage breaks no other rule: in customers, C6 has no events.
-SAFE_ROW = {"customers": 5, "calls": 0, "transfers": 0, "complaints": 0, "bills": 0, "payments": 0}
+SAFE_ROW = {
+    "customers": 5,
+    "calls": 0,
+    "transfers": 0,
+    "complaints": 0,
+    "bills": 0,
+    "payments": 0,
+    "campaigns": 0,
+}
 # Rows to damage per (table, column) when SAFE_ROW's value is null or would break another rule.
 TYPE_ROW = {
     ("customers", "terminated_at"): 1,
@@ -355,13 +333,14 @@ TYPE_ROW = {
     ("transfers", "amount"): 3,
     ("complaints", "resolved_at"): 0,
     ("complaints", "satisfaction"): 0,
+    ("campaigns", "offer_cost"): 0,
 }
 JUNK = {"timestamp": "not a date", "int": "lots", "float": "lots", "bool": "maybe"}
 UNIQUE = {
-    "customers": "customer_id",
-    "complaints": "complaint_id",
-    "bills": "bill_id",
-    "payments": "payment_id",
+    name: column.name
+    for name, table in CONTRACT.items()
+    for column in table.columns
+    if column.unique
 }
 
 
@@ -422,6 +401,8 @@ def _broken_rules() -> list[BrokenRule]:
         ),
         ("complaints", "category", 0, "one of billing, network, service, price, product, other"),
         ("complaints", "channel", 0, "one of call_center, store, online, regulator"),
+        ("campaigns", "group", 0, "one of treatment, control"),
+        ("campaigns", "channel", 0, "one of call_center, sms, email, store, app"),
     ]:
         add(table, column, rule, _set(column, row, "bogus"))
 
@@ -436,6 +417,7 @@ def _broken_rules() -> list[BrokenRule]:
         ("complaints", "satisfaction", 0, 6, "between 1 and 5"),
         ("bills", "amount_due", 0, -1.0, ">= 0"),
         ("payments", "amount", 0, 0.0, "> 0"),
+        ("campaigns", "offer_cost", 0, -1.0, ">= 0"),
     ]:
         add(table, column, rule, _set(column, row, value))
     add("customers", "birth_year", "between 1900 and 2015", _set("birth_year", 2, 2020), tag="late")
@@ -447,6 +429,7 @@ def _broken_rules() -> list[BrokenRule]:
         ("transfers", "amount", 3),
         ("bills", "amount_due", 0),
         ("payments", "amount", 0),
+        ("campaigns", "offer_cost", 0),
     ]:
         add(table, column, "finite (no inf or nan)", _set(column, row, float("inf")))
     for table, column, row, value, rule in [
@@ -456,6 +439,7 @@ def _broken_rules() -> list[BrokenRule]:
         ("transfers", "amount", 3, 1e7, "<= 1,000,000 (validation.max_amount)"),
         ("bills", "amount_due", 0, 1e300, "<= 1,000,000 (validation.max_amount)"),
         ("payments", "amount", 0, 2e6, "<= 1,000,000 (validation.max_amount)"),
+        ("campaigns", "offer_cost", 0, 2e6, "<= 1,000,000 (validation.max_amount)"),
     ]:
         add(table, column, rule, _set(column, row, value))
 
@@ -463,6 +447,32 @@ def _broken_rules() -> list[BrokenRule]:
     add("customers", "terminated_at", ">= activated_at", _set("terminated_at", 1, TS("2021-01-01")))
     add("complaints", "resolved_at", ">= opened_at", _set("resolved_at", 0, TS("2024-05-01")))
     add("bills", "due_at", ">= issued_at", _set("due_at", 0, TS("2024-04-20")))
+    add("campaigns", "contacted_at", ">= assigned_at", _set("contacted_at", 0, TS("2024-04-01")))
+
+    # A campaign assigns a customer once; its control group is never contacted, and only a
+    # contacted customer can accept the offer.
+    add("campaigns", "customer_id", "unique within campaign_id", _set("customer_id", 2, "C1"), 2)
+    add(
+        "campaigns",
+        "contacted_at",
+        "null for control rows",
+        _set("contacted_at", 1, TS("2024-05-02")),
+    )
+    add("campaigns", "accepted", "null when not contacted", _set("accepted", 2, True))
+
+    # A returning customer's earlier subscription exists and had ended when the new one began.
+    add(
+        "customers",
+        "previous_customer_id",
+        "present in customers",
+        _set("previous_customer_id", 5, "C99"),
+    )
+    add(
+        "customers",
+        "previous_customer_id",
+        "the earlier subscription ended by activated_at",
+        _set("previous_customer_id", 5, "C1"),
+    )
 
     # termination_reason is null exactly when terminated_at is null.
     iff = "null iff terminated_at is null"
@@ -493,6 +503,8 @@ def _broken_rules() -> list[BrokenRule]:
         ("complaints", "resolved_at", 0),
         ("bills", "issued_at", 1),
         ("payments", "paid_at", 0),
+        ("campaigns", "assigned_at", 1),
+        ("campaigns", "contacted_at", 0),
     ]:
         add(table, column, "not after as_of", _set(column, row, AFTER_AS_OF))
     return out

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from churnml.contract import CONTRACT, TABLES
 from churnml.io import (
-    TABLES,
     connect,
     quote_identifier,
     read_manifest,
@@ -28,19 +28,11 @@ from churnml.io import (
 
 log = logging.getLogger(__name__)
 
-# Per table: the event time that decides whether a row existed at the extraction date.
-_ROW_TIME = {
-    "customers": "activated_at",
-    "calls": "started_at",
-    "transfers": "occurred_at",
-    "complaints": "opened_at",
-    "bills": "issued_at",
-    "payments": "paid_at",
-}
 # Columns only known once a later event happened: blanked when that event is after the date.
 _LATER_FACTS = {
     "customers": ("terminated_at", ("terminated_at", "termination_reason")),
     "complaints": ("resolved_at", ("resolved_at", "satisfaction")),
+    "campaigns": ("contacted_at", ("contacted_at", "accepted")),
 }
 
 
@@ -69,7 +61,7 @@ def withhold_after(dataset_dir: Path, out_dir: Path, as_of: pd.Timestamp) -> Pat
             target = sql_string(str(out_dir / f"{table}.parquet"))
             con.execute(
                 f"COPY (SELECT {', '.join(select)} FROM {scan_sql(path)} "
-                f"WHERE {quote_identifier(_ROW_TIME[table])} < TIMESTAMP '{stamp}') "
+                f"WHERE {quote_identifier(CONTRACT[table].time_column)} < TIMESTAMP '{stamp}') "
                 f"TO {target} (FORMAT parquet)"
             ).fetchall()
     manifest = {

@@ -6,6 +6,9 @@
     churnml validate data.path=/data/latest    check raw tables against the data contract
     churnml tune hydra.sweeper.n_trials=10     Optuna sweep (Hydra multirun), registers nothing
     churnml promote --version 7 --reason "..." make a registered version the champion by hand
+    churnml lost scoring.date=2025-11-01       lost customers, early warning, win-back list
+    churnml review                             the three-month review of retention campaigns
+    churnml uplift                             train and register the uplift model
 
 Every job takes Hydra overrides and Hydra's own flags (`--cfg job`, `--config-dir DIR`, `-m`).
 The configs ship in the package (`churnml/conf`); a folder of your own configs goes on top with
@@ -39,6 +42,9 @@ COMMANDS = {
     "validate": "check a dataset's raw tables against the data contract",
     "tune": "hyper-parameter sweep (Optuna, Hydra multirun); registers nothing",
     "promote": "make a registered model version the champion, with a reason",
+    "lost": "lost-customer table, early-warning report and win-back list",
+    "review": "the three-month review of retention campaigns (HTML report, MLflow run)",
+    "uplift": "train and register the uplift model from campaign history",
 }
 
 
@@ -52,6 +58,9 @@ def _train_job(cfg: DictConfig) -> float:
     if result.model_version is not None:
         print(f"Model:                {result.model_name} v{result.model_version}")
         print(f"Registry:             {result.decision}")
+    if result.hazard_model_version is not None:
+        print(f"Time-to-churn model:  {result.model_name}_hazard v{result.hazard_model_version}")
+        print(f"Registry:             {result.hazard_decision}")
     shown = (
         "test_roc_auc",
         "test_roc_auc_std",
@@ -61,6 +70,10 @@ def _train_job(cfg: DictConfig) -> float:
         "test_brier",
         "test_ece",
         "cv_roc_auc_mean",
+        "hazard_test_concordance",
+        "hazard_test_auc_90d",
+        "hazard_test_truth_auc_90d",
+        "hazard_test_ibs_skill",
     )
     for name in (n for n in shown if n in result.metrics):
         print(f"{name:22s}{result.metrics[name]:.4f}")
@@ -100,12 +113,51 @@ def _validate_job(cfg: DictConfig) -> None:
     print(f"\n{summary}")
 
 
+def _lost_job(cfg: DictConfig) -> None:
+    from churnml.lost_job import run_lost
+
+    with exit_on_known_errors():
+        result = run_lost(to_object(cfg))
+    print(f"\nLost customers: {result.rows:,} in {result.lost_path}")
+    print(f"Report:         {result.report_path}")
+    if result.winback_path is not None:
+        print(f"Win-back list:  {result.winback_path}")
+    for note in result.notes:
+        print(f"NOTE: {note}")
+
+
+def _review_job(cfg: DictConfig) -> None:
+    from churnml.review import run_review
+
+    with exit_on_known_errors():
+        result = run_review(to_object(cfg))
+    print()
+    for sentence in result.sentences:
+        print(sentence)
+    if result.report_path is not None:
+        print(f"\nReport:      {result.report_path}")
+        print(f"MLflow run:  {result.run_id}")
+
+
+def _uplift_job(cfg: DictConfig) -> None:
+    from churnml.uplift import run_uplift
+
+    with exit_on_known_errors():
+        result = run_uplift(to_object(cfg))
+    print(f"\n{result.message}")
+    for name in sorted(result.metrics):
+        print(f"{name:40s}{result.metrics[name]:.4f}")
+
+
 JOBS: dict[str, tuple[str, Callable[[DictConfig], object]]] = {
     "train": ("train", _train_job),
     "tune": ("train", _train_job),
     "score": ("score", _score_job),
     "simulate": ("simulate", _simulate_job),
     "validate": ("validate", _validate_job),
+    "lost": ("lost", _lost_job),
+    "review": ("review", _review_job),
+    "uplift": ("uplift", _uplift_job),
 }
 
 

@@ -166,7 +166,9 @@ class TrackingConfig:
 @dataclass
 class ValidationConfig:
     enabled: bool = True
-    chunk_rows: int = 2_000_000
+    # Verdicts of table files that passed, by file fingerprint: unchanged files are not rescanned.
+    cache: bool = True
+    cache_dir: str = "data/validation_cache"
     # Plausible ranges: a larger value is an export or unit error (docs/data-contract.md).
     max_amount: float = 1_000_000.0  # any money amount: bills, payments, fees, transfers
     max_call_duration_s: int = 86_400
@@ -191,6 +193,36 @@ class SparkConfig:
 
 
 @dataclass
+class HazardConfig:
+    """The time-to-churn model (`churnml.hazard`): monthly hazards, survival and lifetime value.
+
+    Trained beside the churn model by `churnml train` and used by `churnml score` (both skip it
+    when `enabled` is false). docs/time-to-churn.md explains every setting.
+    """
+
+    enabled: bool = True
+    months: int = 12  # K: the span of the survival curve S(1..K), in calendar months
+    horizons_days: list[int] = field(default_factory=lambda: [30, 90, 180, 365])
+    # Person-period rows above this many: months without an exit are down-sampled (weighted).
+    max_rows: int = 250_000
+    params: dict[str, Any] = field(default_factory=dict)
+    num_boost_round: int = 600
+    early_stopping_rounds: int = 40
+    # The test cutoff is the latest one with this many days observed after it; a second,
+    # older test cutoff with the longest horizon observed checks the long horizons (long_fold).
+    test_follow_up_days: int = 90
+    long_fold: bool = True
+    promotion_metric: str = "hazard_test_concordance"
+    # Lifetime value: monthly revenue x margin_rate x S(t), discounted monthly.
+    margin_rate: float = 0.35
+    annual_discount_rate: float = 0.1
+    # Value x potential matrix: tiers counted as high, for current value and lifetime value.
+    high_tiers: list[str] = field(default_factory=lambda: ["A", "B", "C"])
+    # Contact list order: expected_profit (the churn model's) or lifetime_value_at_risk.
+    contact_ranking: str = "expected_profit"
+
+
+@dataclass
 class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -204,6 +236,7 @@ class TrainConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     # The retention playbook, so the loss-driver report can say what to do about each cause.
     scoring: ScoringConfig = field(default_factory=lambda: ScoringConfig())
+    hazard: HazardConfig = field(default_factory=HazardConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     seed: int = 42
     run_dir: str = MISSING
@@ -261,7 +294,61 @@ class ScoreConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    hazard: HazardConfig = field(default_factory=HazardConfig)
+    uplift: UpliftConfig = field(default_factory=lambda: UpliftConfig())
     spark: SparkConfig = field(default_factory=SparkConfig)
+    run_dir: str = MISSING
+
+
+@dataclass
+class LostSettings:
+    """How the lost-customer table is built and judged (docs/lost-customers.md)."""
+
+    # A voluntary exit with a port-out request (not cancelled) this many days before it is a
+    # port-out: the number went to another operator.
+    port_out_window_days: int = 30
+    # Early warning: was the customer in the top risk decile this many days before leaving?
+    lookback_days: list[int] = field(default_factory=lambda: [30, 60, 90])
+    # A stored score date counts for a lookback when it is at most this many days older.
+    score_staleness_days: int = 31
+    # Contact-list coverage: on a contact list in the this many days before the exit.
+    contact_days: int = 90
+    # Without stored scores, recompute with the champion at month starts (false: leave empty).
+    recompute_with_champion: bool = True
+    # Lifetime value lost when the scores carry none: monthly revenue x these months.
+    lifetime_months: float = 24.0
+
+
+@dataclass
+class WinbackSettings:
+    """The win-back model and list (churnml.winback)."""
+
+    enabled: bool = True
+    horizon_months: int = 6  # returns within this many months of the list date
+    max_months_since_exit: int = 12  # older exits are no longer on the list
+    test_cutoffs: int = 3  # the latest labelled month starts judge the model out of time
+    min_returns: int = 20  # fewer returns in the training months: no model, one log line
+    exclude_exit_types: list[str] = field(default_factory=lambda: ["non-payment"])
+    min_monthly_revenue: float = 10.0  # below it a customer is not worth an offer
+    value_months: float = 12.0  # value of a return: monthly revenue x these months
+    list_size: int = 500
+    default_offer: str = "welcome-back call"
+    offers: dict[str, str] = field(default_factory=dict)  # main cause -> suggested offer
+
+
+@dataclass
+class LostConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    # The silence definition of the inactivity label (conf/label/inactivity.yaml).
+    silence: LabelConfig = field(default_factory=LabelConfig)
+    lost: LostSettings = field(default_factory=LostSettings)
+    winback: WinbackSettings = field(default_factory=WinbackSettings)
+    seed: int = 42
     run_dir: str = MISSING
 
 
@@ -273,6 +360,73 @@ class ValidateConfig:
     run_dir: str = MISSING
 
 
+@dataclass
+class ReviewConfig:
+    """The three-month campaign review (`churnml review`, churnml.review)."""
+
+    months: list[int] = field(default_factory=lambda: [1, 2, 3])
+    confidence: float = 0.95
+    # Fewer customers than this in treatment or control: "too small to tell".
+    min_group_size: int = 30
+    # The smallest change of churn (0.03 = 3 points) worth detecting: an interval that spans
+    # zero says "no effect found" only when the groups could have seen a change this large.
+    min_effect: float = 0.03
+    segments: list[str] = field(
+        default_factory=lambda: ["offer", "channel", "value_tier", "cause_family"]
+    )
+    # The cause family of each customer at the campaign date, from the champion's reasons.
+    causes_from_champion: bool = True
+    report_name: str = "campaign_review"
+
+
+@dataclass
+class UpliftConfig:
+    """The uplift model (`churnml uplift`, churnml.uplift) and how scoring uses it."""
+
+    horizon_months: int = 3  # churn within this many months of the campaign
+    learner: str = "auto"  # auto (chosen out of time), t_learner or x_learner
+    test_share: float = 0.3  # the latest share of campaigns judges the learners
+    rounds: int = 200  # LightGBM boosting rounds of each model
+    # Fewer treatment or control rows than this (in training) is too little to learn from.
+    min_group_rows: int = 20
+    # The share of a ranking contacted when comparing uplift with risk targeting.
+    capacity_share: float = 0.3
+    # Scoring: uplift below minus this gets "do not contact".
+    harm_threshold: float = 0.01
+    # Registered as <tracking.registered_model_name><suffix>, beside the churn model.
+    model_suffix: str = "_uplift"
+
+
+@dataclass
+class UpliftJobConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    uplift: UpliftConfig = field(default_factory=UpliftConfig)
+    seed: int = 42
+    run_dir: str = MISSING
+
+
+@dataclass
+class ReviewJobConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    run_dir: str = MISSING
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (called by the `churnml` command)."""
     from hydra.core.config_store import ConfigStore  # not at import: serving needs no Hydra
@@ -281,6 +435,9 @@ def register_configs() -> None:
     store.store(name="train_schema", node=TrainConfig)
     store.store(name="score_schema", node=ScoreConfig)
     store.store(name="validate_schema", node=ValidateConfig)
+    store.store(name="lost_schema", node=LostConfig)
+    store.store(name="review_schema", node=ReviewJobConfig)
+    store.store(name="uplift_schema", node=UpliftJobConfig)
 
 
 def dataset_name_from_path(path: str) -> str:

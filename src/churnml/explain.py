@@ -220,7 +220,7 @@ def _expected_outputs(node: dict) -> tuple[float, float]:
     return count, node["expected"]
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=True)
 def _sum_leaf_paths(leaves, tree_offset, start, feature, delta, n_features):
     values = np.zeros((leaves.shape[0], n_features))
     for row in numba.prange(leaves.shape[0]):
@@ -588,6 +588,20 @@ def _reason_text(feature: str, value, currency: str = "") -> str | None:
     return f"{feature.replace('_', ' ')}: {value}"
 
 
+def _reason_texts(feature: str, cells: np.ndarray, currency: str = "") -> np.ndarray:
+    """`_reason_text` of every cell, rendered once per distinct value."""
+    memo: dict = {}
+    out = np.empty(len(cells), dtype=object)
+    for i, value in enumerate(cells):
+        try:
+            out[i] = memo[value]
+        except KeyError:
+            out[i] = memo[value] = _reason_text(feature, value, currency)
+        except TypeError:  # an unhashable value: no memo
+            out[i] = _reason_text(feature, value, currency)
+    return out
+
+
 def _is_number(value) -> bool:
     return isinstance(value, int | float | np.integer | np.floating)
 
@@ -607,27 +621,30 @@ def customer_reasons(contrib: Contributions, top_n: int = 3, currency: str = "")
     depth = min(top_n + 6, masked.shape[1])
     order = np.argsort(-masked, axis=1, kind="stable")[:, :depth]
     raising = np.isfinite(np.take_along_axis(masked, order, axis=1))
-    # Only the candidate cells become Python objects: a whole 1M x 100 frame would not fit.
-    candidate_values = np.full(order.shape, None, dtype=object)
-    for j, column in enumerate(columns):
-        rows, slots = np.nonzero((order == j) & raising)
-        if len(rows):
-            candidate_values[rows, slots] = contrib.features[column].iloc[rows].to_numpy(object)
-    reasons = [[None] * top_n for _ in range(len(values))]
-    main_family: list[str | None] = [None] * len(values)
-    for i in range(len(values)):
-        filled = 0
-        for slot in range(depth):
-            if not raising[i, slot] or filled == top_n:
-                break
-            feature = columns[order[i, slot]]
-            text = _reason_text(feature, candidate_values[i, slot], currency)
-            if text is None:
+    n_rows = len(values)
+    reasons = np.full((n_rows, top_n), None, dtype=object)
+    main_family = np.full(n_rows, None, dtype=object)
+    filled = np.zeros(n_rows, dtype=np.int64)
+    # Slot by slot, only for the customers still short of reasons, and column by column, so
+    # each distinct value of a feature is put into words once (texts repeat a lot).
+    for slot in range(depth):
+        open_rows = np.flatnonzero(raising[:, slot] & (filled < top_n))
+        if not len(open_rows):
+            break
+        slot_columns = order[open_rows, slot]
+        for j in np.unique(slot_columns):
+            rows = open_rows[slot_columns == j]
+            feature = columns[j]
+            cells = contrib.features[feature].iloc[rows].to_numpy(object)
+            texts = _reason_texts(feature, cells, currency)
+            cited = np.array([t is not None for t in texts], dtype=bool)
+            rows, texts = rows[cited], texts[cited]
+            if not len(rows):
                 continue
-            if filled == 0:
-                main_family[i] = cause_family_of(feature, contrib.causes)
-            reasons[i][filled] = text
-            filled += 1
+            reasons[rows, filled[rows]] = texts
+            first = rows[filled[rows] == 0]
+            main_family[first] = cause_family_of(feature, contrib.causes)
+            filled[rows] += 1
     out = pd.DataFrame(
         reasons, columns=[f"reason_{k + 1}" for k in range(top_n)], index=contrib.values.index
     )

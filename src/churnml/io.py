@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -24,22 +25,9 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from churnml.contract import CONTRACT_COLUMNS
+from churnml.contract import CONTRACT_COLUMNS, EVENT_TIME_COLUMNS, TABLES
 
 log = logging.getLogger(__name__)
-
-TABLES = ("customers", "calls", "transfers", "complaints", "bills", "payments")
-
-# Event-time columns that may not lie after `as_of` (dates that are promises, such as
-# commitment_end and due_at, may).
-EVENT_TIME_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("activated_at", "terminated_at"),
-    "calls": ("started_at",),
-    "transfers": ("occurred_at",),
-    "complaints": ("opened_at", "resolved_at"),
-    "bills": ("issued_at",),
-    "payments": ("paid_at",),
-}
 
 
 class DatasetError(ValueError):
@@ -82,18 +70,31 @@ def sql_string(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def connect() -> duckdb.DuckDBPyConnection:
+def _new_database() -> duckdb.DuckDBPyConnection:
+    database = duckdb.connect()
+    # DuckDB pushes a TRY_CAST of a CSV column into the CSV reader as a strict type, so one
+    # bad value fails the whole read instead of giving NULL (the validator's type rules rely
+    # on TRY_CAST); keep casts above the scan. (A database-wide setting.)
+    database.execute("SET disabled_optimizers = 'type_pushdown'").fetchall()
+    return database
+
+
+@functools.cache
+def _shared_database() -> duckdb.DuckDBPyConnection:
+    return _new_database()
+
+
+def connect(*, own_database: bool = False) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection whose session time zone is UTC, whatever the process's TZ.
 
     Casts between TIMESTAMP and TIMESTAMPTZ use the session zone; fixing it keeps every result
     independent of the server's time zone. Every connection that reads tables comes from here.
+    Connections share one in-process database (opening a database costs about 0.1 s, a
+    connection to it nothing); `own_database` gives a private one to a caller that changes
+    database-wide settings (threads, memory limit, insertion order).
     """
-    con = duckdb.connect()
+    con = _new_database() if own_database else _shared_database().cursor()
     con.execute("SET TimeZone = 'UTC'").fetchall()
-    # DuckDB pushes a TRY_CAST of a CSV column into the CSV reader as a strict type, so one
-    # bad value fails the whole read instead of giving NULL (the validator's type rules rely
-    # on TRY_CAST); keep casts above the scan.
-    con.execute("SET disabled_optimizers = 'type_pushdown'").fetchall()
     return con
 
 
@@ -163,15 +164,18 @@ def raw_scan_sql(path: Path) -> str:
     )
 
 
-def describe_raw(path: Path) -> dict[str, str]:
-    """Column name -> DuckDB type of a table file as stored.
+def describe_raw(path: Path, con: duckdb.DuckDBPyConnection | None = None) -> dict[str, str]:
+    """Column name -> DuckDB type of a table file as stored (on `con` when given).
 
     Not cached: a file rewritten within the file system's clock tick with the same size (a
     value edited in place) would keep stale types.
     """
     if path.stat().st_size == 0:
         raise DatasetError(f"{path}: empty file (0 bytes)")
-    with connect() as con, reading(path):
+    if con is None:
+        with connect() as own:
+            return describe_raw(path, own)
+    with reading(path):
         rows = con.execute(f"DESCRIBE SELECT * FROM {raw_scan_sql(path)}").fetchall()
     return {row[0]: row[1] for row in rows}
 

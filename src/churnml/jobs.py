@@ -7,6 +7,9 @@ the job with no MLflow run, no model version and no report.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -19,7 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 
-from churnml import evaluation, explain, report, scoring, tracking
+from churnml import evaluation, explain, hazard_job, report, scoring, tracking
 from churnml.config import ModelConfig, ScoreConfig, TrainConfig, ValidateConfig
 from churnml.errors import NoEligibleCustomersError, exit_code_for
 from churnml.features import FeatureParams, build_features, resolve_feature_params
@@ -58,7 +61,13 @@ from churnml.snapshot import (
 )
 from churnml.tracking import NoChampionError
 from churnml.training import RollingFit, fit_rolling, fold_rows, train_model
-from churnml.validation import check_dataset, check_scores, validation_limits
+from churnml.uplift import score_uplift
+from churnml.validation import (
+    ValidationReport,
+    check_dataset,
+    check_scores,
+    validation_limits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +99,8 @@ class TrainResult:
     decision: str
     metrics: dict[str, float]
     report_path: Path | None
+    hazard_model_version: str | None = None  # the time-to-churn model (churnml.hazard_job)
+    hazard_decision: str | None = None
 
 
 def _timed(stage: str, timings: dict[str, float], started: float) -> None:
@@ -431,6 +442,7 @@ def _explain_and_report(
     card: dict[str, str],
     cfg: TrainConfig,
     champion_run_id: str | None,
+    hazard: hazard_job.HazardResult | None = None,
 ) -> tuple[str, dict[str, pd.DataFrame]]:
     rows = test.sample(n=min(len(test), cfg.explain.max_rows), random_state=cfg.seed)
     rows = rows.sort_index()
@@ -465,6 +477,13 @@ def _explain_and_report(
     }
     for feature in drivers["feature"].head(cfg.explain.dependence_plots):
         figures[f"dependence_{feature}"] = report.plot_dependence(contrib, feature)
+    time_to_churn, hazard_tables = None, {}
+    if hazard is not None:
+        from churnml.hazard_report import report_section
+
+        time_to_churn, hazard_tables = report_section(
+            hazard.model, rows, main_causes, cfg, scale=len(test) / max(len(rows), 1)
+        )
     page = report.render_report(
         report.ReportInputs(
             title="Churn loss drivers",
@@ -480,9 +499,11 @@ def _explain_and_report(
             currency=currency,
             horizon_days=cfg.label.horizon_days,
             contact_capacity=cfg.evaluation.contact_capacity,
+            time_to_churn=time_to_churn,
         )
     )
     tables = {
+        **{f"time_to_churn_{name}": table for name, table in hazard_tables.items()},
         "drivers": drivers,
         "families": families,
         "findings": findings,
@@ -586,6 +607,36 @@ def promote_by_hand(cfg: TrainConfig, version: str, reason: str) -> str:
     )
 
 
+# The last training data prepared in this process: the trials of a sweep (`churnml tune`, one
+# process) share the dataset, labels, sampling and features, so they are built once a sweep.
+_PREPARED: dict[str, tuple[PreparedData, FeatureParams, pd.DataFrame]] = {}
+
+
+def _prepare_events(
+    cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp, fingerprint: str
+) -> PreparedData:
+    """The labelled training data, built once per process for the same inputs (a sweep)."""
+    tracking.set_tags({"feature_engine": cfg.features.engine})
+    key = hashlib.sha256(
+        json.dumps(
+            [str(dataset_dir), fingerprint, str(as_of), cfg.seed]
+            + [asdict(c) for c in (cfg.label, cfg.sampling, cfg.features)],
+            sort_keys=True,
+            default=str,
+        ).encode()
+    ).hexdigest()
+    if key in _PREPARED:
+        prepared, features, summary = _PREPARED[key]
+        log.info("training data as built for the previous trial of this sweep: reused")
+        tracking.log_frame(summary, "sample/summary.csv")
+        cfg.features = copy.deepcopy(features)
+        return copy.deepcopy(prepared)
+    prepared, summary = _build_prepared(cfg, dataset_dir, as_of)
+    _PREPARED.clear()
+    _PREPARED[key] = (copy.deepcopy(prepared), copy.deepcopy(cfg.features), summary)
+    return prepared
+
+
 def _sample_and_features(
     cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp, timings: dict[str, float]
 ) -> tuple[Sample, pd.DataFrame, list[str]]:
@@ -621,12 +672,13 @@ def _sample_and_features(
     return sample, frame, feature_columns
 
 
-def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) -> PreparedData:
+def _build_prepared(
+    cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp
+) -> tuple[PreparedData, pd.DataFrame]:
     timings: dict[str, float] = {}
     sample, frame, feature_columns = _sample_and_features(cfg, dataset_dir, as_of, timings)
     if cfg.features.competitors:
         log.info("per-operator features for: %s", ", ".join(cfg.features.competitors))
-    tracking.set_tags({"feature_engine": cfg.features.engine})
     tracking.log_metrics(timings)
     if sample.folds:
         cutoff = pd.to_datetime(frame["cutoff"])
@@ -634,7 +686,7 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
             "train": frame[cutoff.isin(list(sample.refit_cutoffs))].reset_index(drop=True),
             "test": fold_rows(frame, sample.folds[0])[2],
         }
-        return PreparedData(
+        prepared = PreparedData(
             splits,
             feature_columns,
             _rolling_provenance(sample, cfg),
@@ -642,11 +694,13 @@ def _prepare_events(cfg: TrainConfig, dataset_dir: Path, as_of: pd.Timestamp) ->
             folds=sample.folds,
             refit_cutoffs=sample.refit_cutoffs,
         )
+        return prepared, sample.summary
     splits = {
         name: frame[frame["split"] == name].reset_index(drop=True)
         for name in ("train", "validation", "test")
     }
-    return PreparedData(splits, feature_columns, _event_provenance(sample, splits, cfg))
+    prepared = PreparedData(splits, feature_columns, _event_provenance(sample, splits, cfg))
+    return prepared, sample.summary
 
 
 def evaluation_note(folds: tuple[Fold, ...] | list[Fold], requested: int) -> str:
@@ -805,12 +859,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
     elif cfg.data.kind == "events":
         dataset_dir = require_dataset(cfg.data.path)
         if cfg.validation.enabled:
-            validation = check_dataset(
-                dataset_dir,
-                docs_dir=run_dir / "validation",
-                chunk_rows=cfg.validation.chunk_rows,
-                limits=validation_limits(cfg.validation),
-            )
+            validation = _check_events(cfg, dataset_dir, run_dir)
         as_of = dataset_as_of(dataset_dir)
         fingerprint = dataset_fingerprint(dataset_dir)
     elif cfg.data.kind == "snapshot":
@@ -833,7 +882,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
 
         fold_truth = {}
         if snapshot is None:
-            prepared = _prepare_events(cfg, dataset_dir, as_of)
+            prepared = _prepare_events(cfg, dataset_dir, as_of, fingerprint)
             if prepared.folds:
                 fold_truth = _fold_truth(dataset_dir, prepared, cfg)
                 note = prepared.provenance["Evaluation"]
@@ -912,13 +961,21 @@ def run_training(cfg: TrainConfig) -> TrainResult:
             )
             _timed("register", timings, started)
 
+        hazard = None
+        if snapshot is None:
+            started = time.perf_counter()
+            hazard = hazard_job.train_hazard(
+                cfg, dataset_dir, _hazard_frame(prepared), prepared.feature_columns, as_of
+            )
+            _timed("hazard", timings, started)
+
         report_path = None
         if cfg.explain.enabled:
             report_path = Path(cfg.paths.reports_dir) / "loss_drivers.html"
             started = time.perf_counter()
             card = _model_card(prepared, metrics, version or "unregistered", cfg)
             page, driver_tables = _explain_and_report(
-                model, splits["test"], metrics, card, cfg, champion_run_id
+                model, splits["test"], metrics, card, cfg, champion_run_id, hazard
             )
             for name, table in driver_tables.items():
                 tracking.log_frame(table, f"drivers/{name}.parquet")
@@ -932,6 +989,7 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         tracking.describe_run(_run_description(cfg, metrics, version, decision))
         if version is not None:
             _finish_promotion(cfg, version, decision)
+        hazard_job.finish_promotion(hazard)
     return TrainResult(
         run_id=run_id,
         dataset_name=cfg.data.name,
@@ -939,9 +997,19 @@ def run_training(cfg: TrainConfig) -> TrainResult:
         model_version=version,
         promoted=decision.promote,
         decision=decision.reason,
-        metrics=metrics,
+        metrics={**metrics, **(hazard.metrics if hazard else {})},
         report_path=report_path,
+        hazard_model_version=hazard.version if hazard else None,
+        hazard_decision=hazard.decision.reason if hazard and hazard.version else None,
     )
+
+
+def _hazard_frame(prepared: PreparedData) -> pd.DataFrame | None:
+    """Every labelled (customer, cutoff) row with its features, for the time-to-churn model."""
+    if prepared.frame is not None:
+        return prepared.frame
+    parts = [p for p in prepared.splits.values() if "cutoff" in p]
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def run_simulation(cfg: DictConfig) -> Path:
@@ -959,18 +1027,29 @@ def run_simulation(cfg: DictConfig) -> Path:
     return simulate_dataset(params, out_dir)
 
 
+def _check_events(cfg, dataset_dir: Path, run_dir: Path, *, docs: bool = True) -> ValidationReport:
+    """Check an event dataset against the contract (ContractViolation when it breaks a rule).
+
+    With `validation.cache`, a table file that passed under the same rules is not scanned
+    again: scoring right after training on the same extract validates nothing twice. `docs`
+    writes the validation pages (training and `churnml validate`; the nightly scoring run
+    needs only the verdict, whose error names every broken rule).
+    """
+    return check_dataset(
+        dataset_dir,
+        docs_dir=run_dir / "validation" if docs else None,
+        limits=validation_limits(cfg.validation),
+        cache_dir=Path(cfg.validation.cache_dir) if cfg.validation.cache else None,
+    )
+
+
 def run_validation(cfg: ValidateConfig) -> str:
     """`churnml validate`: check a dataset against the contract; the summary, or exit 2."""
     if cfg.data.kind == "snapshot":
         frame = read_snapshot(cfg.data.path, cfg.data)
         return f"snapshot {cfg.data.path}: {len(frame.frame):,} customers meet the contract"
     dataset_dir = require_dataset(cfg.data.path)
-    report = check_dataset(
-        dataset_dir,
-        docs_dir=Path(cfg.run_dir) / "validation",
-        chunk_rows=cfg.validation.chunk_rows,
-        limits=validation_limits(cfg.validation),
-    )
+    report = _check_events(cfg, dataset_dir, Path(cfg.run_dir))
     lines = [f"{cfg.data.name} ({dataset_dir}): {report.summary()}"]
     if report.docs_path is not None:
         lines.append(f"Validation pages: {report.docs_path.parent}")
@@ -1081,12 +1160,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
     dataset_dir = require_dataset(cfg.data.path)
     started = time.perf_counter()
     if cfg.validation.enabled:
-        check_dataset(
-            dataset_dir,
-            docs_dir=run_dir / "validation",
-            chunk_rows=cfg.validation.chunk_rows,
-            limits=validation_limits(cfg.validation),
-        )
+        _check_events(cfg, dataset_dir, run_dir, docs=False)
     as_of = dataset_as_of(dataset_dir)
     scoring_date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
     tracking.set_tags({"mlflow.runName": f"score-{cfg.data.name}-{scoring_date.date()}"})
@@ -1134,6 +1208,24 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
         _timed("features", timings, started)
 
         started = time.perf_counter()
+        hazard = hazard_job.load_for_scoring(cfg)  # None: no time-to-churn columns
+        time_to_churn = None
+        if hazard is not None:
+            hazard_features = features
+            if not set(hazard.model.feature_names) <= set(features.columns):
+                hazard_params = FeatureParams(**hazard.model.settings["features"])
+                hazard_features = build_features(dataset_dir, spine, hazard_params)
+            time_to_churn = hazard_job.score_columns(
+                hazard, hazard_features, cfg, feature_params.value_tier_cuts
+            )
+            # The playbook's `when` conditions can test the value segment.
+            segment = time_to_churn.set_index("customer_id")["value_segment"]
+            features = features.assign(
+                value_segment=features["customer_id"].astype(str).map(segment).to_numpy()
+            )
+        _timed("time_to_churn", timings, started)
+
+        started = time.perf_counter()
         scores = scoring.score_frame(
             model,
             features,
@@ -1144,6 +1236,9 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
             cfg.scoring,
             cfg.evaluation,
         )
+        if time_to_churn is not None:
+            scores = hazard_job.attach_scores(scores, time_to_churn, cfg.hazard)
+        scores = score_uplift(cfg, dataset_dir, scores, features)  # as is without one
         check_scores(scores, expected_ids=spine["customer_id"])
         contacts = scoring.contact_list(
             scores, cfg.scoring.contact_list_size, currency=cfg.scoring.currency
@@ -1161,6 +1256,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
                 "model_version": version,
                 "model_run_id": model_run_id,
                 "reason_attribution": cfg.scoring.attribution.value,
+                "hazard_model": f"{hazard.name} v{hazard.version}" if hazard else None,
             }
         )
         _timed("score", timings, started)

@@ -40,6 +40,8 @@ class ReportInputs:
     currency: str = ""
     horizon_days: int | None = None
     contact_capacity: float | None = None
+    # The time-to-churn section's HTML (churnml.hazard_report), when a hazard model exists.
+    time_to_churn: str | None = None
 
 
 def plot_driver_bar(drivers: pd.DataFrame, top_n: int) -> plt.Figure:
@@ -242,6 +244,11 @@ def render_report(inputs: ReportInputs) -> str:
         f'<ul class="findings">{findings}</ul>',
         "<h2>What to do</h2>",
         _plan_section(inputs),
+        *(
+            ["<h2>Time to churn and lifetime value</h2>", inputs.time_to_churn]
+            if inputs.time_to_churn
+            else []
+        ),
         "<h2>Drivers by cause</h2>",
         "<p><i>share of top reasons</i>: customers whose first reason belongs to the cause. "
         "<i>mean |SHAP|</i>: the mean size of the cause's summed contribution per customer "

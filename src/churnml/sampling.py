@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from churnml.config import LabelConfig, SamplingConfig
-from churnml.contract import TERMINATION_REASONS
+from churnml.contract import EVENT_TIME_COLUMNS, FEATURE_TABLES, TERMINATION_REASONS
 from churnml.io import (
-    EVENT_TIME_COLUMNS,
     connect,
     dataset_as_of,
     read_table,
@@ -56,10 +55,11 @@ class Sample:
 
 
 def event_table_starts(dataset_dir: Path) -> dict[str, pd.Timestamp]:
-    """The earliest event time of each event table present (customers excluded)."""
+    """The earliest event time of each event table the features read (customers excluded)."""
     starts: dict[str, pd.Timestamp] = {}
     with connect() as con:
-        for table, columns in EVENT_TIME_COLUMNS.items():
+        for table in FEATURE_TABLES:
+            columns = EVENT_TIME_COLUMNS[table]
             path = table_path(dataset_dir, table)
             if table == "customers" or path is None:
                 continue

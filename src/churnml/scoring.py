@@ -40,6 +40,9 @@ EXTRA_COLUMNS = (
     "script",
 )
 NO_ACTION = "no action"
+# With an uplift model (churnml.uplift): customers a contact would push away, never called.
+DO_NOT_CONTACT = "do not contact"
+UPLIFT_COLUMNS = ("uplift", "expected_incremental_profit")
 # What the contact list shows, in order (a list for people: rounded, causes in words).
 CONTACT_COLUMNS = (
     "priority",
@@ -377,11 +380,12 @@ def rank_by_priority(frame: pd.DataFrame) -> pd.DataFrame:
     by expected profit; then everyone else, by expected profit too. So the contact list is the
     first rows of this order and its `priority` is the same number.
     """
-    callable_rows = (frame["action"] != NO_ACTION) & (frame["expected_profit"] > 0)
+    profit = _profit_column(frame)
+    callable_rows = _worth_calling(frame)
     ranked = (
         frame.assign(_callable=callable_rows)
         .sort_values(
-            ["_callable", "expected_profit", "churn_probability", "customer_id"],
+            ["_callable", profit, "churn_probability", "customer_id"],
             ascending=[False, False, False, True],
             kind="stable",
         )
@@ -390,6 +394,21 @@ def rank_by_priority(frame: pd.DataFrame) -> pd.DataFrame:
     )
     ranked["priority_rank"] = np.arange(1, len(ranked) + 1)
     return ranked
+
+
+def _profit_column(frame: pd.DataFrame) -> str:
+    """What ranks the calls: the incremental profit when an uplift model scored, else the
+    expected profit of the churn model's save rate."""
+    return (
+        "expected_incremental_profit"
+        if "expected_incremental_profit" in frame
+        else ("expected_profit")
+    )
+
+
+def _worth_calling(frame: pd.DataFrame) -> pd.Series:
+    action = frame["action"]
+    return (action != NO_ACTION) & (action != DO_NOT_CONTACT) & (frame[_profit_column(frame)] > 0)
 
 
 def sample_plan_frame(
@@ -491,10 +510,11 @@ def _top_of_call_lists(
 def contact_list(scores: pd.DataFrame, size: int, currency: str = "") -> pd.DataFrame:
     """The first `size` customers worth calling, in `priority_rank` order, rounded for people.
 
-    Worth calling: an action other than "no action" and a positive expected profit. Money is
+    Worth calling: an action other than "no action" (or "do not contact") and a positive
+    expected profit (incremental, when an uplift model scored). Money is
     rounded to cents and probabilities to 2 decimals here; scores.parquet keeps full precision.
     """
-    callable_rows = scores[(scores["action"] != NO_ACTION) & (scores["expected_profit"] > 0)]
+    callable_rows = scores[_worth_calling(scores)]
     top = callable_rows.sort_values("priority_rank", kind="stable").head(size)
     out = pd.DataFrame(
         {
@@ -515,7 +535,13 @@ def contact_list(scores: pd.DataFrame, size: int, currency: str = "") -> pd.Data
             "script": top["script"].to_numpy(),
         }
     )
-    return out[list(CONTACT_COLUMNS)]
+    columns = list(CONTACT_COLUMNS)
+    if "uplift" in top:  # ranked by uplift: show it beside the risk
+        out["uplift"] = top["uplift"].round(3).to_numpy()
+        out["expected_incremental_profit"] = top["expected_incremental_profit"].round(2).to_numpy()
+        at = columns.index("expected_profit") + 1
+        columns[at:at] = list(UPLIFT_COLUMNS)
+    return out[columns]
 
 
 def stability_edges(reference: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:

@@ -68,3 +68,16 @@ class ChurnModelPyfunc(mlflow.pyfunc.PythonModel):
             out[f"reason_{k}"] = reasons[f"reason_{k}"].to_numpy()
         out["main_cause"] = reasons["main_cause"].to_numpy()
         return out
+
+
+class UpliftModelPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc wrapper of an `UpliftModel` (churnml.uplift): feature rows in, `uplift`
+    out (the reduction of churn probability a contact brings; negative: it pushes away).
+    Scoring unwraps `.model`."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        features = pd.DataFrame(model_input).reset_index(drop=True)
+        return pd.DataFrame({"uplift": self.model.predict_uplift(features)})

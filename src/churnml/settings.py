@@ -88,7 +88,6 @@ def _check_common(c: _Checker, cfg) -> None:
     c.check("data.name", data.name, lambda v: bool(DATASET_NAME.match(v)), "letters, digits, _ . -")
     c.one_of("data.kind", data.kind, DATA_KINDS)
     v = cfg.validation
-    c.number("validation.chunk_rows", v.chunk_rows, 1)
     c.number("validation.max_amount", v.max_amount, 0, strict_low=True)
     c.number("validation.max_call_duration_s", v.max_call_duration_s, 0, strict_low=True)
     c.number("validation.max_volume_mb", v.max_volume_mb, 0, strict_low=True)
@@ -170,17 +169,106 @@ def _check_score(c: _Checker, cfg) -> None:
             c.one_of(f"scoring.actions[{i}].tiers[]", tier, VALUE_TIERS)
 
 
+EXIT_TYPES = ("voluntary", "port-out", "silence", "non-payment", "other")
+
+
+def _check_lost(c: _Checker, cfg) -> None:
+    _check_score(c, cfg)
+    lost, w = cfg.lost, cfg.winback
+    c.number("silence.horizon_days", cfg.silence.horizon_days, 0, 3660, strict_low=True)
+    c.number("lost.port_out_window_days", lost.port_out_window_days, 0, 3660)
+    for days in lost.lookback_days:
+        c.number("lost.lookback_days[]", days, 0, 3660, strict_low=True)
+    c.number("lost.score_staleness_days", lost.score_staleness_days, 0, 3660)
+    c.number("lost.contact_days", lost.contact_days, 0, 3660)
+    c.number("lost.lifetime_months", lost.lifetime_months, 0)
+    c.number("winback.horizon_months", w.horizon_months, 1, 60)
+    c.number("winback.max_months_since_exit", w.max_months_since_exit, 1, 240)
+    c.number("winback.test_cutoffs", w.test_cutoffs, 1, 60)
+    c.number("winback.min_returns", w.min_returns, 1)
+    c.number("winback.min_monthly_revenue", w.min_monthly_revenue, 0)
+    c.number("winback.value_months", w.value_months, 0, strict_low=True)
+    c.number("winback.list_size", w.list_size, 0)
+    for exit_type in w.exclude_exit_types:
+        c.one_of("winback.exclude_exit_types[]", exit_type, EXIT_TYPES)
+    for cause in w.offers:
+        c.one_of("winback.offers (cause)", cause, tuple(CAUSE_FAMILIES))
+    c.number("seed", cfg.seed, 0)
+
+
+HAZARD_METRICS = (
+    "hazard_test_concordance",
+    "hazard_test_ibs_skill",
+    "hazard_test_auc_30d",
+    "hazard_test_auc_90d",
+)
+CONTACT_RANKINGS = ("expected_profit", "lifetime_value_at_risk")
+
+
+def _check_hazard(c: _Checker, h) -> None:
+    """The time-to-churn settings (`hazard` group), for training and scoring alike."""
+    c.number("hazard.months", h.months, 1, 120)
+    for days in h.horizons_days:
+        c.number("hazard.horizons_days[]", days, 1, strict_low=False)
+        c.check(
+            "hazard.horizons_days[]",
+            days,
+            lambda d: d / (365.25 / 12) <= h.months + 1e-9,
+            f"at most the curve's span of hazard.months={h.months} months",
+        )
+    c.number("hazard.max_rows", h.max_rows, 1000)
+    c.number("hazard.num_boost_round", h.num_boost_round, 1)
+    c.number("hazard.early_stopping_rounds", h.early_stopping_rounds, 1)
+    c.number("hazard.test_follow_up_days", h.test_follow_up_days, 1)
+    c.number("hazard.margin_rate", h.margin_rate, 0, 1)
+    c.number("hazard.annual_discount_rate", h.annual_discount_rate, 0, 1)
+    c.one_of("hazard.promotion_metric", h.promotion_metric, HAZARD_METRICS)
+    c.one_of("hazard.contact_ranking", h.contact_ranking, CONTACT_RANKINGS)
+    for tier in h.high_tiers:
+        c.one_of("hazard.high_tiers[]", tier, VALUE_TIERS)
+
+
+def _check_review(c: _Checker, cfg) -> None:
+    r = cfg.review
+    for k in r.months:
+        c.number("review.months[]", k, 1, 24)
+    c.check("review.months", r.months, lambda v: len(v) > 0, "at least one month")
+    c.number("review.confidence", r.confidence, 0.5, 0.999)
+    c.number("review.min_group_size", r.min_group_size, 1)
+    c.number("review.min_effect", r.min_effect, 0, 1, strict_low=True)
+    for segment in r.segments:
+        c.one_of("review.segments[]", segment, ("offer", "channel", "value_tier", "cause_family"))
+    for reason in cfg.label.reasons:
+        c.one_of("label.reasons[]", reason, TERMINATION_REASONS)
+
+
 def check_settings(cfg: T) -> T:
     """Check a typed train, score or validate config; raise SettingsError naming every bad
     setting."""
-    from churnml.config import ScoreConfig, TrainConfig
+    from churnml.config import LostConfig, ScoreConfig, TrainConfig
 
     c = _Checker()
     _check_common(c, cfg)
+    if getattr(cfg, "hazard", None) is not None:
+        _check_hazard(c, cfg.hazard)
     if isinstance(cfg, TrainConfig):
         _check_train(c, cfg)
     elif isinstance(cfg, ScoreConfig):
         _check_score(c, cfg)
+    elif isinstance(cfg, LostConfig):
+        _check_lost(c, cfg)
+    up = getattr(cfg, "uplift", None)
+    if up is not None:
+        c.one_of("uplift.learner", up.learner, ("auto", "t_learner", "x_learner"))
+        c.number("uplift.horizon_months", up.horizon_months, 1, 24)
+        c.number("uplift.test_share", up.test_share, 0, 0.9, strict_low=True)
+        c.number("uplift.rounds", up.rounds, 1)
+        c.number("uplift.min_group_rows", up.min_group_rows, 1)
+        c.number("uplift.capacity_share", up.capacity_share, 0, 1, strict_low=True)
+        c.number("uplift.harm_threshold", up.harm_threshold, 0)
+    review = getattr(cfg, "review", None)
+    if review is not None:
+        _check_review(c, cfg)
     if c.problems:
         raise SettingsError("bad settings:\n" + "\n".join(c.problems))
     return cfg

@@ -209,11 +209,21 @@ def log_model(model: ChurnModel, example: pd.DataFrame, registered_model_name: s
     Returns the new version. The served model answers probability, risk band and reasons.
     """
     example = model.spec.as_model_input(example)
-    wrapper = ChurnModelPyfunc(model)
+    return log_python_model(ChurnModelPyfunc(model), example, registered_model_name, MODEL_ARTIFACT)
+
+
+def log_python_model(
+    wrapper: mlflow.pyfunc.PythonModel,
+    example: pd.DataFrame,
+    registered_model_name: str,
+    artifact_name: str,
+) -> str:
+    """Log a pyfunc with the package's code, its signature and input example, pinned to what
+    it imports; register it and return the new version."""
     signature = infer_signature(example, wrapper.predict(None, example))
     with tempfile.TemporaryDirectory() as tmp:
         info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
+            name=artifact_name,
             python_model=wrapper,
             signature=signature,
             input_example=example,
@@ -224,6 +234,30 @@ def log_model(model: ChurnModel, example: pd.DataFrame, registered_model_name: s
     version = str(info.registered_model_version)
     log.info("registered model %s version %s", registered_model_name, version)
     return version
+
+
+def log_uplift_model(model, example: pd.DataFrame, registered_model_name: str) -> str:
+    """Log an uplift model (churnml.uplift) as a pyfunc with its code; register it; return
+    the new version."""
+    from churnml.serving import UpliftModelPyfunc
+
+    example = model.spec.as_model_input(example)
+    return log_python_model(
+        UpliftModelPyfunc(model), example, registered_model_name, MODEL_ARTIFACT
+    )
+
+
+def load_registered_uplift(tracking: TrackingConfig, name: str, alias: str):
+    """The uplift model registered as `name` under `alias`, with its version, or None when no
+    version holds the alias."""
+    setup_tracking(tracking)
+    client = MlflowClient()
+    try:
+        version = str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return pyfunc.unwrap_python_model().model, version
 
 
 def describe_version(

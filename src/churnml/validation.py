@@ -1,50 +1,40 @@
-"""Validating raw datasets against the data contract (`docs/data-contract.md`) with GX.
+"""Validating raw datasets against the data contract (`churnml.contract`, docs/data-contract.md).
 
-Each contract table gets a GX ExpectationSuite with one expectation per contract rule; every
-expectation carries `meta` naming its (table, column, rule), so a failed expectation maps back to
-one line of the contract. Tables are streamed from DuckDB in chunks of `chunk_rows` rows and each
-chunk is validated as a pandas batch; results are merged across chunks.
-
-Rules that a chunk cannot judge alone (uniqueness, customer_id present in customers) and rules
-that are cheaper in SQL (types, not after `as_of`, conditional nulls) are computed as boolean
-helper columns (`_ok__<column>__<rule>`) in the DuckDB query that feeds the chunks; GX then
-expects those helper columns to be True. Every rule reports through the same `RuleFailure`.
+Every rule of a table is counted in one DuckDB scan of its file: each rule is a boolean SQL
+expression over a row (rules across tables are joins in the same query), and the scan counts the
+rows that break each one. Only when a rule breaks does a second pass collect a few example ids.
+Great Expectations is the record of the rules: each table has a GX ExpectationSuite with one
+expectation per rule, whose `meta` names its (table, column, rule); the verdicts are written as
+GX validation results, and GX's Data Docs of the suites are built through its public API.
+A table file that passed is remembered by its fingerprint and not scanned again while it, the
+rules and the files it refers to are unchanged. Small in-memory frames (snapshot datasets, the
+scores) are validated by GX itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
+import datetime
+import hashlib
 import html
+import itertools
 import json
 import logging
 import re
-import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Empty, Queue
+from typing import TYPE_CHECKING
 
 import duckdb
-import great_expectations as gx
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-from great_expectations.core.expectation_validation_result import (
-    ExpectationSuiteValidationResult,
-)
-from great_expectations.data_context.types.base import (
-    DataContextConfig,
-    InMemoryStoreBackendDefaults,
-    ProgressBarsConfig,
-)
+import pyarrow.parquet as pq
 
 from churnml import contract
+from churnml.contract import TABLES
 from churnml.io import (
-    EVENT_TIME_COLUMNS,
     OFFSET_PATTERN,
-    TABLES,
     ColumnRead,
     column_family,
     connect,
@@ -54,11 +44,17 @@ from churnml.io import (
     raw_scan_sql,
     read_column,
     reading,
-    scan_sql,
+    sql_string,
     table_path,
     write_atomic,
 )
 from churnml.progress import Progress
+
+if TYPE_CHECKING:  # Great Expectations takes seconds to import: only what needs it loads it
+    import great_expectations as gx
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
 
 log = logging.getLogger(__name__)
 
@@ -93,51 +89,11 @@ def rule_between(low: float, high: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The contract, transcribed
+# The contract (churnml.contract holds it as data)
 
-
-_Column = contract.ContractColumn
-_S, _T, _I, _F, _B = "string", "timestamp", "int", "float", "bool"
-CONTRACT = contract.CONTRACT_COLUMNS
-
-# The natural id of a row, used for example ids in messages.
-ID_COLUMNS: dict[str, str] = {
-    "customers": "customer_id",
-    "calls": "customer_id",
-    "transfers": "customer_id",
-    "complaints": "complaint_id",
-    "bills": "bill_id",
-    "payments": "payment_id",
-}
-UNIQUE_COLUMNS: dict[str, str] = {
-    "customers": "customer_id",
-    "complaints": "complaint_id",
-    "bills": "bill_id",
-    "payments": "payment_id",
-}
-ALLOWED_VALUES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("customers", "termination_reason"): contract.TERMINATION_REASONS,
-    ("customers", "payment_type"): contract.PAYMENT_TYPES,
-    ("customers", "gender"): contract.GENDERS,
-    ("calls", "direction"): contract.CALL_DIRECTIONS,
-    ("calls", "kind"): contract.CALL_KINDS,
-    ("calls", "peer_network"): contract.PEER_NETWORKS,
-    ("transfers", "kind"): contract.TRANSFER_KINDS,
-    ("complaints", "category"): contract.COMPLAINT_CATEGORIES,
-    ("complaints", "channel"): contract.COMPLAINT_CHANNELS,
-}
-# (table, column) -> (min, max, strict_min)
-RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool]] = {
-    ("customers", "birth_year"): (1900, 2015, False),
-    ("calls", "duration_s"): (0, None, False),
-    ("calls", "volume_mb"): (0, None, False),
-    ("transfers", "monthly_fee"): (0, None, False),
-    ("transfers", "amount"): (0, None, False),
-    ("complaints", "severity"): (1, 3, False),
-    ("complaints", "satisfaction"): (1, 5, False),
-    ("bills", "amount_due"): (0, None, False),
-    ("payments", "amount"): (0, None, True),
-}
+CONTRACT = contract.CONTRACT
+ID_COLUMNS: dict[str, str] = {name: t.id_column for name, t in CONTRACT.items()}
+RULE_PREVIOUS_ENDED = "the earlier subscription ended by activated_at"
 
 
 @dataclass(frozen=True)
@@ -150,28 +106,20 @@ class Limits:
     max_volume_mb: float = 1_000_000.0
 
 
-# (table, column) -> the Limits field that bounds it from above.
-UPPER_BOUNDS: dict[tuple[str, str], str] = {
-    ("calls", "duration_s"): "max_call_duration_s",
-    ("calls", "volume_mb"): "max_volume_mb",
-    ("transfers", "monthly_fee"): "max_amount",
-    ("transfers", "amount"): "max_amount",
-    ("bills", "amount_due"): "max_amount",
-    ("payments", "amount"): "max_amount",
-}
-
-
 def rule_at_most(high: float, setting: str) -> str:
     """Name of a plausible-range rule set by `validation.<setting>`."""
     return f"<= {high:,.15g} (validation.{setting})"
 
 
-# (table, later column, earlier column): later >= earlier when both are set.
-ORDERS: tuple[tuple[str, str, str], ...] = (
-    ("customers", "terminated_at", "activated_at"),
-    ("complaints", "resolved_at", "opened_at"),
-    ("bills", "due_at", "issued_at"),
-)
+def rule_present_in(reference: str) -> str:
+    """Name of the rule that a value is present in another table (`table.column`)."""
+    return f"present in {reference.split('.')[0]}"
+
+
+def rule_unique_within(columns: Collection[str]) -> str:
+    """Name of a composite-key rule: the last column is unique within the others."""
+    *within, _ = columns
+    return f"unique within {', '.join(within)}"
 
 
 def _range_rule(low: float | None, high: float | None, strict_min: bool) -> str:
@@ -203,74 +151,52 @@ class ContractRule:
         return f"_ok__{self.column}__{slug}"
 
 
-def _conditional_rules(table: str) -> list[ContractRule]:
-    rules: list[ContractRule] = []
-    if table == "customers":
-        rules.append(
-            ContractRule(
-                table,
-                "termination_reason",
-                "null iff terminated_at is null",
-                "flag",
-                needs=("termination_reason",),
-            )
-        )
-    if table == "calls":
-        rules.append(
-            ContractRule(table, "duration_s", "0 for sms and data", "flag", ("duration_s", "kind"))
-        )
-        rules.append(
-            ContractRule(
-                table, "volume_mb", "null unless kind is data", "flag", ("volume_mb", "kind")
-            )
-        )
-        rules.append(
-            ContractRule(table, "peer_network", "null for data", "flag", ("peer_network", "kind"))
-        )
-    if table == "bills":
-        rules.append(
-            ContractRule(table, "period_start", "first day of a month", "flag", ("period_start",))
-        )
-    return rules
-
-
 def contract_rules(table: str, limits: Limits | None = None) -> list[ContractRule]:
     """Every contract rule of a table, in contract order (column by column)."""
     limits = limits or Limits()
+    spec = CONTRACT[table]
     rules: list[ContractRule] = []
-    conditional = _conditional_rules(table)
-    for col in CONTRACT[table]:
+    for col in spec.columns:
         name = col.name
         if col.required:
             rules.append(ContractRule(table, name, RULE_PRESENT, "exists"))
         rules.append(ContractRule(table, name, rule_type(col.kind), "flag", (name,)))
         if col.required:
             rules.append(ContractRule(table, name, RULE_NOT_NULL, "not_null", (name,)))
-        if UNIQUE_COLUMNS.get(table) == name:
-            rules.append(ContractRule(table, name, RULE_UNIQUE, "flag", (name,)))
-        if name == "customer_id" and table != "customers":
-            rules.append(ContractRule(table, name, RULE_KNOWN, "flag", (name,)))
-        if (table, name) in ALLOWED_VALUES:
-            values = ALLOWED_VALUES[(table, name)]
-            rules.append(ContractRule(table, name, rule_one_of(values), "in_set", (name,), values))
-        if (table, name) in RANGES:
-            low, high, strict = RANGES[(table, name)]
-            rule = _range_rule(low, high, strict)
-            rules.append(ContractRule(table, name, rule, "between", (name,), (low, high, strict)))
-        if col.kind == _F:
+        if col.unique:
+            rules.append(ContractRule(table, name, RULE_UNIQUE, "unique", (name,)))
+        if col.references:
+            rule = rule_present_in(col.references)
+            rules.append(ContractRule(table, name, rule, "flag", (name,), (col.references,)))
+            if col.references.split(".")[0] == table:  # a subscription's earlier one
+                rules.append(ContractRule(table, name, RULE_PREVIOUS_ENDED, "flag", (name,)))
+        if col.values:
+            rule = rule_one_of(col.values)
+            rules.append(ContractRule(table, name, rule, "in_set", (name,), col.values))
+        if col.low is not None or col.high is not None:
+            rule = _range_rule(col.low, col.high, col.strict_low)
+            params = (col.low, col.high, col.strict_low)
+            rules.append(ContractRule(table, name, rule, "between", (name,), params))
+        if col.kind == contract.FLOAT:
             rules.append(ContractRule(table, name, RULE_FINITE, "flag", (name,)))
-        if (table, name) in UPPER_BOUNDS:
-            setting = UPPER_BOUNDS[(table, name)]
-            high = getattr(limits, setting)
-            rule = rule_at_most(high, setting)
+        if col.upper_setting:
+            high = getattr(limits, col.upper_setting)
+            rule = rule_at_most(high, col.upper_setting)
             rules.append(ContractRule(table, name, rule, "flag", (name,), (high,)))
-        for t, later, earlier in ORDERS:
-            if t == table and later == name:
-                rule = f">= {earlier}"
-                rules.append(ContractRule(table, name, rule, "order", (later, earlier), (earlier,)))
-        if name in EVENT_TIME_COLUMNS.get(table, ()):
+        if col.not_before:
+            rule = f">= {col.not_before}"
+            needs = (name, col.not_before)
+            rules.append(ContractRule(table, name, rule, "order", needs, (col.not_before,)))
+        if col.event_time:
             rules.append(ContractRule(table, name, RULE_AS_OF, "flag", (name,)))
-        rules.extend(r for r in conditional if r.column == name)
+        for row_rule in spec.row_rules:
+            if row_rule.column == name:
+                rules.append(
+                    ContractRule(table, name, row_rule.rule, "flag", row_rule.needs, (row_rule,))
+                )
+        if spec.unique_together and name == spec.unique_together[-1]:
+            rule = rule_unique_within(spec.unique_together)
+            rules.append(ContractRule(table, name, rule, "flag", spec.unique_together))
     return rules
 
 
@@ -301,6 +227,8 @@ def _meta(rule: ContractRule) -> dict:
 def _expectation(rule: ContractRule, cast_columns: Collection[str]):
     meta = _meta(rule)
     notes = f"data contract: {rule.table}.{rule.column}: {rule.rule}"
+    import great_expectations as gx
+
     e = gx.expectations
     if rule.kind == "exists":
         return e.ExpectColumnToExist(column=rule.column, meta=meta, notes=notes)
@@ -384,6 +312,8 @@ def build_suite(
 def _suite(
     table: str, rules: list[ContractRule], cast_columns: Collection[str]
 ) -> gx.ExpectationSuite:
+    import great_expectations as gx
+
     return gx.ExpectationSuite(
         name=f"contract.{table}",
         expectations=[_expectation(r, cast_columns) for r in rules],
@@ -492,6 +422,8 @@ class _SuiteRunner:
         self.rows = 0
 
     def _definition(self, suite: gx.ExpectationSuite, name: str) -> gx.ValidationDefinition:
+        import great_expectations as gx
+
         suite = self.context.suites.add(suite)
         return self.context.validation_definitions.add(
             gx.ValidationDefinition(name=name, data=self.batch, suite=suite)
@@ -499,6 +431,8 @@ class _SuiteRunner:
 
     def _detail_definition(self, keys: frozenset) -> gx.ValidationDefinition:
         """A validation of only the expectations in `keys` (a sub-suite, made once per set)."""
+        import great_expectations as gx
+
         if keys not in self._detail:
             rules = [r for key, r in self.rules.items() if key in keys]
             name = f"contract.{self.table}.detail{len(self._detail) + 1}"
@@ -607,203 +541,446 @@ class _SuiteRunner:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading tables in chunks
+# Verdicts: every rule of a table counted in one DuckDB scan
 
 
 @dataclass
-class _TablePlan:
+class _TableScan:
+    """One table file's rules, the SQL that counts them in one scan, and its outcome."""
+
     table: str
     path: Path
+    types: dict[str, str]  # the file's columns and their DuckDB types as stored
     present: list[str]  # contract columns present in the file
-    reads: dict[str, ColumnRead]
-    rules: list[ContractRule]
-    id_column: str | None
-    sql: str
-
-    @property
-    def cast_columns(self) -> list[str]:
-        return [c for c, r in self.reads.items() if r.fallible]
-
-
-def _describe(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
-    """The stored types (the validator judges raw values; `scan_sql` reads the typed ones)."""
-    return describe_raw(path)
+    rules: list[ContractRule]  # rules judged by the scan (flags), in contract order
+    missing: list[ContractRule]  # required columns absent from the file
+    proven: list[ContractRule]  # rules the Parquet footer proves for every row
+    sql: str  # one scan: the row count, the rows breaking each rule, naive and offset stamps
+    rows_sql: str  # a row's id and rule verdicts (_id, _f<i>), for example ids
+    reference_sql: dict[int, str]  # rule index -> count of rows missing from the referenced table
+    stamp_sql: dict[str, tuple[str, str]]  # stamp column -> (naive SQL, offset SQL) over raw
+    rows: int = 0
+    broken: dict[ContractRule, tuple[int, list[str]]] = field(default_factory=dict)
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # column -> (naive, offset)
 
 
-def _flag_sql(
-    rule: ContractRule, plan_reads: dict[str, ColumnRead], as_of: pd.Timestamp | None
+def _stamp_sql(q: str, family: str, duck_type: str) -> tuple[str, str] | None:
+    """SQL counting a stamp column's naive and offset values (dates are neither)."""
+    if family == "timestamptz":
+        return "FALSE", f"{q} IS NOT NULL"
+    if family == "timestamp" and duck_type.upper() != "DATE":
+        return f"{q} IS NOT NULL", "FALSE"
+    if family == "string":
+        text = f"trim(CAST({q} AS VARCHAR))"
+        offset = f"coalesce(regexp_matches({text}, '{OFFSET_PATTERN}'), FALSE)"
+        naive = (
+            f"coalesce(NOT regexp_matches({text}, '{OFFSET_PATTERN}') "
+            f"AND regexp_matches({text}, '[0-9][T ][0-9]'), FALSE)"
+        )
+        return naive, offset
+    return None
+
+
+class _Absent(dict):
+    """`{c[x]}` / `{null[x]}` of a row rule for a column the file lacks: NULL / TRUE."""
+
+    def __init__(self, values: dict[str, str], absent: str) -> None:
+        super().__init__(values)
+        self.absent = absent
+
+    def __missing__(self, key: str) -> str:
+        return self.absent
+
+
+def _typed(name: str) -> str:
+    return quote_identifier(f"_v__{name}")
+
+
+def _coded(name: str) -> str:
+    """The helper column holding a set-valued column as a DuckDB ENUM (NULL when not allowed)."""
+    return quote_identifier(f"_e__{name}")
+
+
+def _enum_type(values: Collection[str]) -> str:
+    return f"ENUM({', '.join(sql_string(v) for v in values)})"
+
+
+def _ok_sql(
+    rule: ContractRule,
+    reads: dict[str, ColumnRead],  # read over the row's raw columns (`t."name"`)
+    as_of: pd.Timestamp | None,
+    joins: dict[str, str],
 ) -> str:
-    """Boolean SQL, TRUE when a row keeps `rule` (over the typed subquery `t`)."""
-    col = f"t.{quote_identifier(rule.column)}"
-
-    def is_null(name: str) -> str:
-        if name not in plan_reads:
-            return "TRUE"
-        if plan_reads[name].fallible:
-            return f"t.{quote_identifier(_raw_null_column(name))} IS NULL"
-        return f"t.{quote_identifier(name)} IS NULL"
-
+    """Boolean SQL over one row, TRUE (or NULL) when the row keeps `rule`."""
+    col = f"t.{_typed(rule.column)}"
+    # Set-valued columns are compared as ENUMs: integer codes, decided once per dictionary
+    # entry, several times faster than string comparisons over a CDR-sized table.
+    coded = {c.name for c in CONTRACT[rule.table].columns if c.values}
+    values = _Absent({n: f"t.{_coded(n) if n in coded else _typed(n)}" for n in reads}, "NULL")
+    nulls = _Absent({n: f"t.{quote_identifier(n)} IS NULL" for n in reads}, "TRUE")
+    is_float = CONTRACT[rule.table].column(rule.column).kind == contract.FLOAT
     if rule.rule.startswith("type "):
-        return f"t.{quote_identifier(rule.flag)}"
-    if rule.rule == RULE_UNIQUE:
-        return "_dup.k IS NULL"
+        return reads[rule.column].ok
+    if rule.kind == "not_null":
+        return f"NOT ({nulls[rule.column]})"
+    if rule.kind == "unique" or rule.rule.startswith("unique within"):
+        return f"{joins[rule.rule]}.k IS NULL"
+    if rule.rule == RULE_PREVIOUS_ENDED:
+        j = joins[rule.rule]
+        return (
+            f"{col} IS NULL OR {j}.k IS NULL OR ({j}.ended AND {j}.e <= {values['activated_at']})"
+        )
+    if rule.rule.startswith("present in "):
+        return f"{col} IS NULL OR {joins[rule.rule]}.k IS NOT NULL"
+    if rule.kind == "in_set":
+        return f"{col} IS NULL OR t.{_coded(rule.column)} IS NOT NULL"
+    if rule.kind == "between":
+        low, high, strict = rule.params
+        parts = []
+        if low is not None:
+            parts.append(f"{col} {'>' if strict else '>='} {float(low)!r}")
+        if high is not None:
+            parts.append(f"{col} <= {float(high)!r}")
+        skip = f"{col} IS NULL" + (f" OR NOT isfinite({col})" if is_float else "")
+        return f"{skip} OR ({' AND '.join(parts)})"
     if rule.rule == RULE_FINITE:
-        return f"({col} IS NULL OR isfinite({col}))"
+        return f"{col} IS NULL OR isfinite({col})"
     if rule.rule.startswith("<= ") and rule.params:
         # Non-finite values break the finite rule alone.
-        return f"({col} IS NULL OR NOT isfinite({col}) OR {col} <= {float(rule.params[0])!r})"
-    if rule.rule == RULE_KNOWN:
-        return f"({col} IS NULL OR _known.k IS NOT NULL)"
+        finite = f" OR NOT isfinite({col})" if is_float else ""
+        return f"{col} IS NULL{finite} OR {col} <= {float(rule.params[0])!r}"
+    if rule.kind == "order":
+        earlier = f"t.{_typed(rule.params[0])}"
+        return f"{col} IS NULL OR {earlier} IS NULL OR {col} >= {earlier}"
     if rule.rule == RULE_AS_OF:
         stamp = as_of.strftime("%Y-%m-%d %H:%M:%S.%f")
-        return f"({col} IS NULL OR {col} <= TIMESTAMP '{stamp}')"
-    if rule.rule == "null iff terminated_at is null":
-        return f"(({is_null('termination_reason')}) = ({is_null('terminated_at')}))"
-    if rule.rule == "0 for sms and data":
-        return f"coalesce(NOT (t.kind IN ('sms', 'data') AND {col} <> 0), TRUE)"
-    if rule.rule == "null unless kind is data":
-        return f"coalesce(t.kind = 'data' OR {is_null('volume_mb')}, TRUE)"
-    if rule.rule == "null for data":
-        return f"coalesce(t.kind <> 'data' OR {is_null('peer_network')}, TRUE)"
-    if rule.rule == "first day of a month":
-        return f"({col} IS NULL OR day({col}) = 1)"
+        return f"{col} IS NULL OR {col} <= TIMESTAMP '{stamp}'"
+    if rule.params and isinstance(rule.params[0], contract.RowRule):
+        return rule.params[0].sql.format(c=values, null=nulls)
     raise ValueError(f"no SQL for rule {rule.table}.{rule.column}: {rule.rule}")
 
 
-def _plan_table(
+def _plan_scan(
     con: duckdb.DuckDBPyConnection,
     table: str,
     path: Path,
     *,
     as_of: pd.Timestamp | None,
-    known_sql: str | None,
-    limits: Limits | None = None,
-) -> _TablePlan:
-    """Work out which rules apply to a table file and the SQL that feeds its chunks."""
-    types = _describe(con, path)
-    spec = {c.name: c for c in CONTRACT[table]}
-    present = [c for c in spec if c in types]
-    reads = {
-        c: read_column(quote_identifier(c), column_family(types[c]), spec[c].kind) for c in present
-    }
-    skip = []
-    if as_of is None:
-        skip.append(RULE_AS_OF)
-    if known_sql is None:
-        skip.append(RULE_KNOWN)
-    rules = _applicable_rules(table, present, skip, limits)
-    id_column = ID_COLUMNS[table] if ID_COLUMNS[table] in present else None
+    references: dict[str, str],
+    limits: Limits | None,
+) -> _TableScan:
+    """Work out the rules that apply to a table file and the one query that counts them.
 
-    inner = []
-    for c in present:
-        inner.append(f"{reads[c].typed} AS {quote_identifier(c)}")
-        if reads[c].fallible:
-            raw_flag = quote_identifier(_raw_null_column(c))
-            inner.append(f"CASE WHEN {quote_identifier(c)} IS NOT NULL THEN TRUE END AS {raw_flag}")
-    for r in rules:
-        if r.kind == "flag" and r.rule.startswith("type "):
-            inner.append(f"{reads[r.column].ok} AS {quote_identifier(r.flag)}")
-    scan = raw_scan_sql(path)
-    # The chunks carry only what GX reads: values with value-level expectations, the id for
-    # examples, and the helper flags. (Hashing and copying unused string columns is not free.)
-    keep = {id_column} if id_column else set()
-    for r in rules:
-        if r.kind in ("in_set", "between", "order", "not_null"):
-            keep.update(r.needs)
-        if r.kind == "not_null" and reads[r.column].fallible:
-            keep.add(_raw_null_column(r.column))
-        if r.kind == "flag" and r.rule.startswith("type "):
-            keep.add(r.flag)
-    names = [*present, *(_raw_null_column(c) for c in present), *(r.flag for r in rules)]
-    select = [f"t.{quote_identifier(n)}" for n in dict.fromkeys(names) if n in keep]
-    joins = []
-    for r in rules:
-        if r.kind == "flag" and not r.rule.startswith("type "):
-            select.append(f"{_flag_sql(r, reads, as_of)} AS {quote_identifier(r.flag)}")
-        if r.rule == RULE_UNIQUE:
-            key = reads[r.column].typed
-            joins.append(
-                f"LEFT JOIN (SELECT {key} AS k FROM {scan} WHERE {key} IS NOT NULL "
-                f"GROUP BY 1 HAVING count(*) > 1) AS _dup "
-                f"ON t.{quote_identifier(r.column)} = _dup.k"
-            )
-        if r.rule == RULE_KNOWN:
-            joins.append(f"LEFT JOIN ({known_sql}) AS _known ON t.customer_id = _known.k")
-    sql = (
-        f"SELECT {', '.join(select)} FROM (SELECT {', '.join(inner)} FROM {scan}) AS t "
-        + " ".join(joins)
-    )
-    return _TablePlan(table, path, present, reads, rules, id_column, sql)
-
-
-def _known_customers_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
-    """SQL listing the distinct customer ids of customers, or None when they are unusable."""
-    types = _describe(con, path)
-    if "customer_id" not in types:
-        log.warning("customers has no customer_id column: 'present in customers' is not checked")
-        return None
-    read = read_column(quote_identifier("customer_id"), column_family(types["customer_id"]), _S)
-    if read.fallible:
-        log.warning(
-            "customers.customer_id has type %s: 'present in customers' is not checked",
-            types["customer_id"],
-        )
-        return None
-    return (
-        f"SELECT DISTINCT {read.typed} AS k FROM {raw_scan_sql(path)} WHERE customer_id IS NOT NULL"
-    )
-
-
-def _chunks(con: duckdb.DuckDBPyConnection, sql: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """The query's rows as pandas frames of at most `chunk_rows` rows (one empty frame at least)."""
-    reader = con.sql(sql).to_arrow_reader(chunk_rows)
-    empty = True
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        empty = False
-        yield batch.to_pandas()
-    if empty:
-        yield pa.Table.from_batches([], schema=reader.schema).to_pandas()
-
-
-def _prefetched(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-    """Yield the chunks while the next one is read in a background thread.
-
-    DuckDB and Arrow release the GIL, so reading chunk n+1 overlaps GX's work on chunk n.
-    At most one chunk waits in the queue.
+    `references` maps "table.column" to SQL listing its distinct values as `k` (for the "present
+    in" rules); a reference missing from it is not checked (logged where it was built).
     """
-    queue: Queue = Queue(maxsize=1)
-    done = object()
-    stop = threading.Event()
+    types = describe_raw(path, con)
+    spec = CONTRACT[table]
+    present = [c.name for c in spec.columns if c.name in types]
+    reads = {
+        c: read_column(quote_identifier(c), column_family(types[c]), spec.column(c).kind)
+        for c in present
+    }
+    rules: list[ContractRule] = []
+    missing: list[ContractRule] = []
+    for rule in contract_rules(table, limits):
+        if rule.kind == "exists":
+            if rule.column not in types:
+                missing.append(rule)
+            continue
+        if not set(rule.needs) <= set(present):
+            continue
+        if rule.rule == RULE_AS_OF and as_of is None:
+            continue
+        if rule.rule.startswith("present in ") and rule.params[0] not in references:
+            continue
+        needed = {"customer_id", "activated_at", "terminated_at"}
+        if rule.rule == RULE_PREVIOUS_ENDED and not (
+            needed <= set(present) and spec.column(rule.column).references in references
+        ):
+            continue
+        rules.append(rule)
 
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    return
-                queue.put(chunk)
-            queue.put(done)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            queue.put(error)
+    scan = raw_scan_sql(path)
+    typed = [f"{reads[c].typed} AS {_typed(c)}" for c in present]
+    typed += [
+        f"TRY_CAST({reads[c].typed} AS {_enum_type(spec.column(c).values)}) AS {_coded(c)}"
+        for c in present
+        if spec.column(c).values
+    ]
+    inner = f"SELECT *, {', '.join(typed)} FROM {scan}" if typed else f"SELECT * FROM {scan}"
+    joins: dict[str, str] = {}
+    join_sql: list[str] = []
+    reference_joins: set[str] = set()  # joined for example ids only (see `reference_sql`)
+    for i, rule in enumerate(rules):
+        alias = f"_j{i}"
+        if rule.kind == "unique" or rule.rule.startswith("unique within"):
+            keys = rule.needs
+            key_sql = ", ".join(f"{reads[k].typed} AS {quote_identifier(k)}" for k in keys)
+            on = " AND ".join(f"t.{_typed(k)} = {alias}.{quote_identifier(k)}" for k in keys)
+            not_null = " AND ".join(f"{quote_identifier(k)} IS NOT NULL" for k in keys)
+            join_sql.append(
+                f"LEFT JOIN (SELECT {', '.join(quote_identifier(k) for k in keys)}, TRUE AS k "
+                f"FROM (SELECT {key_sql} FROM {scan}) WHERE {not_null} GROUP BY ALL "
+                f"HAVING count(*) > 1) AS {alias} ON {on}"
+            )
+        elif rule.rule == RULE_PREVIOUS_ENDED:
+            ids, ended = reads["customer_id"].typed, reads["terminated_at"].typed
+            join_sql.append(
+                f"LEFT JOIN (SELECT {ids} AS k, max({ended}) AS e, "
+                f"count({ended}) = count(*) AS ended FROM {scan} GROUP BY 1) AS {alias} "
+                f"ON t.{_typed(rule.column)} = {alias}.k"
+            )
+        elif rule.rule.startswith("present in "):
+            join_sql.append(
+                f"LEFT JOIN ({references[rule.params[0]]}) AS {alias} "
+                f"ON t.{_typed(rule.column)} = {alias}.k"
+            )
+            reference_joins.add(join_sql[-1])
+        else:
+            continue
+        joins[rule.rule] = alias
+    id_column = spec.id_column if spec.id_column in present else None
+    example = f"CAST(t.{_typed(id_column)} AS VARCHAR)" if id_column else "NULL::VARCHAR"
+    row_reads = {
+        c: read_column(f"t.{quote_identifier(c)}", column_family(types[c]), spec.column(c).kind)
+        for c in present
+    }
+    oks = [_ok_sql(r, row_reads, as_of, joins) for r in rules]
+    # A rule that no value can break (the type of a natively typed column) costs nothing, and
+    # neither does one the Parquet footer proves for every row (see `_proven_by_footer`).
+    proven = _proven_by_footer(con, path, types, rules, oks, reads)
+    kept = [(r, ok) for r, ok in zip(rules, oks, strict=True) if ok != "TRUE" and r not in proven]
+    proven_rules = [r for r in rules if r in proven]
+    rules = [r for r, _ in kept]
+    flags = [f"coalesce(({ok}), TRUE) AS _f{i}" for i, (_, ok) in enumerate(kept)]
+    stamp_sql = {}
+    for c in present:
+        if spec.column(c).kind == contract.TIMESTAMP:
+            kinds = _stamp_sql(f"t.{quote_identifier(c)}", column_family(types[c]), types[c])
+            if kinds is not None:
+                stamp_sql[c] = kinds
+    stamp_flags = [
+        f"{naive} AS _naive{i}, {offset} AS _offset{i}"
+        for i, (naive, offset) in enumerate(stamp_sql.values())
+    ]
+    # Every contract column is read to its end (count), so a corrupt page in a column that no
+    # rule needs still stops the run here and not in the features.
+    read_all = [f"t.{quote_identifier(c)} AS _read{i}" for i, c in enumerate(present)]
+    row = ", ".join([f"{example} AS _id", *flags, *stamp_flags, *read_all])
+    rows_sql = f"SELECT {row} FROM ({inner}) AS t {' '.join(join_sql)}"
 
-    thread = threading.Thread(target=produce, name="validation-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = queue.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=0.05)
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(Empty):
-                queue.get_nowait()
-            thread.join(timeout=0.05)
+    # The counting scan. Cheaper forms of two kinds of rule, same verdicts: a value outside
+    # its set is a value whose ENUM is NULL (a difference of two counts, no per-row test); a
+    # reference is counted by an anti-join of the column alone, outside the wide scan, which is
+    # several times faster than probing a hash table with every row of it.
+    counted: list[str] = []
+    codes: list[str] = []
+    reference_sql: dict[int, str] = {}
+    for i, rule in enumerate(rules):
+        if rule.kind == "in_set":
+            codes.append(f"t.{_typed(rule.column)} AS _val{i}, t.{_coded(rule.column)} AS _code{i}")
+            counted.append(f"count(_val{i}) - count(_code{i})")
+        elif rule.rule.startswith("present in "):
+            value = reads[rule.column].typed
+            reference_sql[i] = (
+                f"SELECT count(*) FROM (SELECT {value} AS v FROM {scan}) AS t "
+                f"ANTI JOIN ({references[rule.params[0]]}) AS r ON t.v = r.k "
+                "WHERE t.v IS NOT NULL"
+            )
+            counted.append("0")
+        else:
+            counted.append(f"count(*) FILTER (WHERE NOT _f{i})")
+    count_flags = [f for i, f in enumerate(flags) if i not in reference_sql]
+    count_row = ", ".join(["1 AS _one", *count_flags, *codes, *stamp_flags, *read_all])
+    count_joins = " ".join(j for j in join_sql if j not in reference_joins)
+    aggregates = ["count(*)", *counted]
+    for i in range(len(stamp_sql)):
+        aggregates.append(f"count(*) FILTER (WHERE _naive{i})")
+        aggregates.append(f"count(*) FILTER (WHERE _offset{i})")
+    aggregates += [f"count(_read{i})" for i in range(len(present))]
+    sql = (
+        f"SELECT {', '.join(aggregates)} FROM (SELECT {count_row} FROM ({inner}) AS t "
+        f"{count_joins})"
+    )
+    return _TableScan(
+        table,
+        path,
+        types,
+        present,
+        rules,
+        missing,
+        proven_rules,
+        sql,
+        rows_sql,
+        reference_sql,
+        stamp_sql,
+    )
+
+
+_FOOTER_PHYSICAL = {"INT32", "INT64", "FLOAT", "DOUBLE"}
+
+
+def _footer_extremes(path: Path) -> dict[str, tuple[object, object, int, bool]]:
+    """Per column of a Parquet file: (min, max, null count, ranged) over every row group, from
+    the footer. `ranged` is False, and min and max are None, unless every row group holding a
+    value has min and max of a numeric or time type. A column missing null counts in any row
+    group is left out."""
+    metadata = pq.ParquetFile(path).metadata
+    out: dict[str, tuple[object, object, int, bool]] = {}
+    names = [metadata.schema.column(j).name for j in range(metadata.num_columns)]
+    for j, name in enumerate(names):
+        low = high = None
+        nulls = 0
+        usable = ranged = True
+        for i in range(metadata.num_row_groups):
+            chunk = metadata.row_group(i).column(j)
+            stats = chunk.statistics
+            if stats is None or not stats.has_null_count:
+                usable = False
+                break
+            nulls += stats.null_count
+            if ranged and chunk.num_values > stats.null_count:
+                if chunk.physical_type not in _FOOTER_PHYSICAL or not stats.has_min_max:
+                    ranged = False
+                    continue
+                low = stats.min if low is None else min(low, stats.min)
+                high = stats.max if high is None else max(high, stats.max)
+        if usable:
+            out[name] = (low, high, nulls, True) if ranged else (None, None, nulls, False)
+    return out
+
+
+def _literal(value: object) -> str | None:
+    """A DuckDB literal for a footer statistic, or None when it cannot stand for the data."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return None if value != value else f"CAST({str(value)!r} AS DOUBLE)"
+    if isinstance(value, datetime.datetime):
+        return None if value.tzinfo else f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, datetime.date):
+        return f"DATE '{value.isoformat()}'"
+    return None
+
+
+def _proven_by_footer(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    types: dict[str, str],
+    rules: list[ContractRule],
+    oks: list[str],
+    reads: dict[str, ColumnRead],
+) -> set[ContractRule]:
+    """The rules a Parquet footer proves for every row, so the scan need not evaluate them.
+
+    A column without nulls keeps its not-null rule; a range rule (bounds, plausible maximum,
+    not after as_of) holds for every value when it holds for the column's smallest and largest
+    values. The very SQL of the rule is evaluated on those two values. Only natively typed
+    numbers and naive times are trusted; text statistics, INT96 stamps and a row group without
+    statistics prove nothing.
+    """
+    if path.suffix != ".parquet":
+        return set()
+    extremes = _footer_extremes(path)
+    proven: set[ContractRule] = set()
+    tests: list[tuple[ContractRule, str]] = []  # (rule, SQL: TRUE when the extremes keep it)
+    for rule, ok in zip(rules, oks, strict=True):
+        name = rule.column
+        if name not in extremes or rule.needs != (name,):
+            continue
+        low, high, nulls, ranged = extremes[name]
+        if rule.kind == "not_null":  # a rule on the raw value: its type does not matter
+            if nulls == 0:
+                proven.add(rule)
+            continue
+        if reads[name].fallible or not ranged:
+            continue
+        monotone = (
+            rule.kind == "between"
+            or rule.rule == RULE_AS_OF
+            or (rule.rule.startswith("<= ") and bool(rule.params))
+        )
+        if not monotone or column_family(types[name]) not in ("int", "float", "timestamp"):
+            continue
+        values = [_literal(v) for v in (low, high) if v is not None]
+        if None in values:
+            continue
+        if not values:  # every value null: no value to break the rule
+            proven.add(rule)
+            continue
+        typed = reads[name].typed.replace(quote_identifier(name), "v")
+        rows = ", ".join(f"({v})" for v in values)
+        tests.append(
+            (
+                rule,
+                f"(SELECT bool_and(coalesce(({ok}), TRUE)) FROM (SELECT v AS "
+                f"{quote_identifier(name)}, {typed} AS {_typed(name)} FROM (VALUES {rows}) "
+                "AS x(v)) AS t)",
+            )
+        )
+    if tests:
+        holds = con.execute(f"SELECT {', '.join(sql for _, sql in tests)}").fetchone()
+        proven.update(rule for (rule, _), kept in zip(tests, holds, strict=True) if kept)
+    return proven
+
+
+def _run_scan(con: duckdb.DuckDBPyConnection, scan: _TableScan) -> None:
+    """Count every rule of the table in one pass; a second pass, only when some rule broke,
+    collects a few example ids of each broken rule (the smallest ids, a stable choice)."""
+    with reading(scan.path):
+        result = list(con.execute(scan.sql).fetchone())
+        for i, sql in scan.reference_sql.items():
+            result[1 + i] = con.execute(sql).fetchone()[0]
+    scan.rows = int(result[0])
+    counts = {rule: int(n) for rule, n in zip(scan.rules, result[1:], strict=False) if n}
+    at = 1 + len(scan.rules)
+    for column in scan.stamp_sql:
+        scan.stamps[column] = (int(result[at]), int(result[at + 1]))
+        at += 2
+    if not counts:
+        return
+    index = {rule: i for i, rule in enumerate(scan.rules)}
+    examples = [
+        f"min(DISTINCT _id, {MAX_EXAMPLES}) FILTER (WHERE NOT _f{index[r]})" for r in counts
+    ]
+    with reading(scan.path):
+        found = con.execute(f"SELECT {', '.join(examples)} FROM ({scan.rows_sql})").fetchone()
+    for (rule, n), ids in zip(counts.items(), found, strict=True):
+        scan.broken[rule] = (n, [str(i) for i in ids or []])
+
+
+def _references(con: duckdb.DuckDBPyConnection, dataset_dir: Path) -> dict[str, str]:
+    """SQL listing the distinct values of every referenced column, as `k`, when usable."""
+    out: dict[str, str] = {}
+    wanted = {c.references for t in CONTRACT.values() for c in t.columns if c.references}
+    for reference in sorted(wanted):
+        table, column = reference.split(".")
+        path = table_path(dataset_dir, table)
+        if path is None:
+            continue
+        types = describe_raw(path, con)
+        if column not in types:
+            log.warning("%s has no %s column: 'present in %s' is not checked", table, column, table)
+            continue
+        kind = CONTRACT[table].column(column).kind
+        read = read_column(quote_identifier(column), column_family(types[column]), kind)
+        if read.fallible:
+            log.warning(
+                "%s.%s has type %s: 'present in %s' is not checked",
+                table,
+                column,
+                types[column],
+                table,
+            )
+            continue
+        out[reference] = (
+            f"SELECT DISTINCT {read.typed} AS k FROM {raw_scan_sql(path)} "
+            f"WHERE {quote_identifier(column)} IS NOT NULL"
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -816,6 +993,13 @@ def _context(data_docs_sites: dict | None = None):
     Built from an explicit config because the default ephemeral one carries a `local_site`
     Data Docs site in a temp folder; ours are only the `data_docs_sites` given.
     """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
     config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         data_docs_sites=data_docs_sites or {},
@@ -832,12 +1016,14 @@ def _write_docs(
     failures: list[RuleFailure],
     rows: dict[str, int],
 ) -> Path:
-    """Write the validation record under `docs_dir`: `summary.html`, our own page (every value
-    from the data HTML-escaped, no scripts, opens offline), and `results/<table>.json`, GX's
-    validation results as data.
+    """Write the validation record under `docs_dir`: `summary.html`, our own page of the
+    verdicts (every value from the data HTML-escaped, no scripts, opens offline);
+    `results/<table>.json`, the verdicts as GX validation results; and `rules/`, GX's Data Docs
+    of the contract's expectation suites, built through GX's public API.
 
-    GX's own Data Docs pages are not built: they print failing values unescaped (a value such
-    as `<img src=x onerror=...>` ran as script), so this page replaces them.
+    GX's Data Docs show the suites only: its validation-result pages print failing values
+    unescaped (a value such as `<img src=x onerror=...>` ran as script), so the verdicts go on
+    the summary page instead.
     """
     docs_dir = Path(docs_dir).resolve()
     results_dir = docs_dir / "results"
@@ -848,8 +1034,31 @@ def _write_docs(
         text = json.dumps(result.to_json_dict(), indent=1, sort_keys=True, default=str)
         write_atomic(results_dir / f"{table}.json", lambda tmp, t=text: tmp.write_text(t))
         links[table] = f"results/{table}.json"
-    _write_summary(docs_dir, name, runs, failures, rows, links)
+    rules_index = _write_rules_docs(docs_dir / "rules", [suite for suite, _ in runs])
+    _write_summary(docs_dir, name, runs, failures, rows, links, rules_index)
     return docs_dir / "summary.html"
+
+
+def _write_rules_docs(site_dir: Path, suites: list[gx.ExpectationSuite]) -> str | None:
+    """GX Data Docs of the suites (the contract's rules), relative link to its index."""
+    if not suites:
+        return None
+    context = _context()
+    for suite in suites:
+        context.suites.add(suite)
+    context.add_data_docs_site(
+        site_name=DOCS_SITE_NAME,
+        site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(site_dir),
+            },
+        },
+    )
+    context.build_data_docs(site_names=[DOCS_SITE_NAME])
+    return "rules/index.html"
 
 
 def _write_summary(
@@ -859,6 +1068,7 @@ def _write_summary(
     failures: list[RuleFailure],
     rows: dict[str, int],
     links: dict[str, str],
+    rules_index: str | None = None,
 ) -> None:
     esc = html.escape
     verdict = f"breaks {len(failures)} contract rules" if failures else "meets the data contract"
@@ -888,7 +1098,13 @@ def _write_summary(
         "td,th{border:1px solid #ccc;padding:.3em .8em;text-align:left}</style></head><body>"
         f"<h1>Data contract check: {esc(name)}</h1>"
         f"<p>The dataset {verdict}.</p>"
-        "<table><tr><th>table</th><th>rows checked</th><th>expectations</th><th>broken</th>"
+        + (
+            f'<p>The rules: <a href="{esc(rules_index)}">the contract\'s expectation suites</a> '
+            "(Great Expectations Data Docs).</p>"
+            if rules_index
+            else ""
+        )
+        + "<table><tr><th>table</th><th>rows checked</th><th>expectations</th><th>broken</th>"
         f"<th>details</th></tr>{''.join(lines)}</table>"
         + (
             "<h2>Broken rules</h2><table><tr><th>table</th><th>column</th><th>rule</th>"
@@ -921,116 +1137,159 @@ def _resolve_as_of(dataset_dir: Path, as_of: pd.Timestamp | None) -> pd.Timestam
     return as_of
 
 
-def _check_readable(con: duckdb.DuckDBPyConnection, path: Path, present: list[str]) -> None:
-    """Read every contract column of a file to the end through the one reader (`scan_sql`).
-
-    The GX chunks carry only the columns their rules need, and DuckDB skips the others; a
-    corrupt page in a column the features read would otherwise pass validation.
-    """
-    digests = [f"bit_xor(hash({quote_identifier(c)}))" for c in present] or ["0"]
-    with reading(path):
-        con.execute(f"SELECT count(*), {', '.join(digests)} FROM {scan_sql(path)}").fetchall()
-
-
-@dataclass
-class _StampKinds:
-    """How the stamps of one timestamp column are written: naive, with an offset, or both."""
-
-    table: str
-    column: str
-    path: Path
-    id_column: str | None
-    naive: int
-    offset: int
-    offset_sql: str  # SQL: TRUE for a row whose stamp carries an offset
-
-
-def _stamp_kinds(
-    con: duckdb.DuckDBPyConnection, table: str, path: Path, types: dict[str, str]
-) -> list[_StampKinds]:
-    """Count naive and offset stamps per timestamp column (dates are neither: no time of day)."""
-    out = []
-    id_column = ID_COLUMNS[table] if ID_COLUMNS[table] in types else None
-    for col in CONTRACT[table]:
-        if col.kind != _T or col.name not in types:
-            continue
-        q = quote_identifier(col.name)
-        family = column_family(types[col.name])
-        if family == "timestamptz":
-            offset_sql, naive_sql = f"{q} IS NOT NULL", "FALSE"
-        elif family == "timestamp" and types[col.name].upper() != "DATE":
-            offset_sql, naive_sql = "FALSE", f"{q} IS NOT NULL"
-        elif family == "string":
-            text = f"trim(CAST({q} AS VARCHAR))"
-            offset_sql = f"coalesce(regexp_matches({text}, '{OFFSET_PATTERN}'), FALSE)"
-            naive_sql = (
-                f"coalesce(NOT regexp_matches({text}, '{OFFSET_PATTERN}') "
-                f"AND regexp_matches({text}, '[0-9][T ][0-9]'), FALSE)"
-            )
-        else:
-            continue
-        with reading(path):
-            naive, offset = con.execute(
-                f"SELECT count(*) FILTER ({naive_sql}), count(*) FILTER ({offset_sql}) "
-                f"FROM {raw_scan_sql(path)}"
-            ).fetchall()[0]
-        out.append(_StampKinds(table, col.name, path, id_column, naive, offset, offset_sql))
-    return out
-
-
 def _time_model_failures(
-    con: duckdb.DuckDBPyConnection, kinds: list[_StampKinds]
+    con: duckdb.DuckDBPyConnection, scans: list[_TableScan]
 ) -> list[RuleFailure]:
     """One time model per dataset: naive stamps and stamps with offsets must not mix. The
     minority kind is reported (with example ids), column by column."""
-    naive = sum(k.naive for k in kinds)
-    offset = sum(k.offset for k in kinds)
+    counts = [(s, c, n) for s in scans for c, n in s.stamps.items()]
+    naive = sum(n[0] for _, _, n in counts)
+    offset = sum(n[1] for _, _, n in counts)
     if not naive or not offset:
         return []
     minority_offset = offset <= naive
     failures = []
-    for k in kinds:
-        n = k.offset if minority_offset else k.naive
+    for scan, column, (n_naive, n_offset) in counts:
+        n = n_offset if minority_offset else n_naive
         if not n:
             continue
-        where = k.offset_sql if minority_offset else f"NOT ({k.offset_sql})"
-        where += f" AND {quote_identifier(k.column)} IS NOT NULL"
+        naive_sql, offset_sql = scan.stamp_sql[column]
+        where = offset_sql if minority_offset else naive_sql
+        id_column = CONTRACT[scan.table].id_column
         examples: list[str] = []
-        if k.id_column is not None:
-            with reading(k.path):
+        if id_column in scan.present:
+            with reading(scan.path):
                 examples = [
                     str(row[0])
                     for row in con.execute(
-                        f"SELECT {quote_identifier(k.id_column)} FROM {raw_scan_sql(k.path)} "
-                        f"WHERE {where} LIMIT {MAX_EXAMPLES}"
+                        f"SELECT DISTINCT t.{quote_identifier(id_column)} "
+                        f"FROM {raw_scan_sql(scan.path)} AS t WHERE {where} LIMIT {MAX_EXAMPLES}"
                     ).fetchall()
                 ]
         kind = "with a UTC offset" if minority_offset else "naive"
         rule = f"{RULE_TIME_MODEL} ({n} {kind} among {naive + offset} stamps)"
-        failures.append(RuleFailure(k.table, k.column, rule, n, examples))
+        failures.append(RuleFailure(scan.table, column, rule, n, examples))
     return failures
+
+
+# ---------------------------------------------------------------------------------------------
+# Incremental validation: a table file unchanged since it last passed is not scanned again
+
+CACHE_VERSION = 1
+
+
+def _file_key(path: Path) -> dict:
+    """What identifies a table file's content cheaply: path, size, modification time and, for
+    Parquet, the footer (row groups, column statistics)."""
+    stat = path.stat()
+    key = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if path.suffix == ".parquet":
+        metadata = pq.ParquetFile(path).metadata
+        digest = hashlib.sha256()
+        for index in range(metadata.num_row_groups):
+            digest.update(str(metadata.row_group(index).to_dict()).encode())
+        key["parquet"] = digest.hexdigest()
+    return key
+
+
+def _scan_key(scan: _TableScan, as_of: pd.Timestamp | None, referenced: dict[str, dict]) -> str:
+    """The verdict's key: the file, the rules judged (with their settings), as_of and the
+    files the table's values must be present in."""
+    parts = {
+        "version": CACHE_VERSION,
+        "file": _file_key(scan.path),
+        "rules": [f"{r.column}: {r.rule}" for r in scan.rules + scan.missing + scan.proven],
+        "as_of": None if as_of is None else as_of.isoformat(),
+        "references": {
+            r.params[0]: referenced[r.params[0]]
+            for r in scan.rules
+            if r.rule.startswith("present in ")
+        },
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+class _VerdictCache:
+    """Passing verdicts per table file, one small JSON file per key under `folder`."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def get(self, key: str) -> dict | None:
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, verdict: dict) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(verdict)
+        write_atomic(self.folder / f"{key}.json", lambda tmp: tmp.write_text(text))
+
+
+def _gx_result(
+    suite: gx.ExpectationSuite, scan: _TableScan, failures: list[RuleFailure]
+) -> ExpectationSuiteValidationResult:
+    """The scan's verdicts as GX validation results, one per expectation of the suite."""
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+
+    broken = {(f.column, f.rule): f for f in failures}
+    results = []
+    for expectation in suite.expectations:
+        config = expectation.configuration
+        meta = config.meta or {}
+        failure = broken.get((meta["contract_column"], meta["contract_rule"]))
+        n = failure.n_rows if failure else 0
+        result = {
+            "element_count": scan.rows,
+            "unexpected_count": n,
+            "unexpected_percent": 100.0 * n / scan.rows if scan.rows else 0.0,
+            "partial_unexpected_list": list(failure.example_ids) if failure else [],
+        }
+        results.append(ExpectationValidationResult(failure is None, config, result))
+    n_ok = sum(r.success for r in results)
+    return ExpectationSuiteValidationResult(
+        success=n_ok == len(results),
+        results=results,
+        suite_name=suite.name,
+        statistics={
+            "evaluated_expectations": len(results),
+            "successful_expectations": n_ok,
+            "unsuccessful_expectations": len(results) - n_ok,
+            "success_percent": 100.0 * n_ok / len(results) if results else 100.0,
+        },
+        meta={"rows": scan.rows, "file": str(scan.path)},
+    )
 
 
 def validate_dataset(
     dataset_dir: Path,
     *,
     docs_dir: Path | None = None,
-    chunk_rows: int = 2_000_000,
     as_of: pd.Timestamp | None = None,
     tables: Collection[str] | None = None,
     limits: Limits | None = None,
+    cache_dir: Path | None = None,
 ) -> ValidationReport:
     """Check every table of a raw dataset folder against the data contract.
 
-    Tables are streamed in chunks of `chunk_rows` rows; cross-row rules are computed by DuckDB.
-    With `docs_dir`, the summary page (summary.html) and the GX results (results/*.json) are
-    written there. `tables` limits the check to some tables (default: all six); `as_of`
-    overrides the manifest's; `limits` gives the plausible ranges (settings `validation.max_*`).
+    Each table is read once: one DuckDB query counts every rule of the table, with a few
+    example ids per broken rule; rules across tables are joins in that query. With `docs_dir`,
+    the summary page (summary.html) and the GX results (results/*.json) are written there.
+    `tables` limits the check to some tables (default: all); `as_of` overrides the manifest's;
+    `limits` gives the plausible ranges (settings `validation.max_*`). With `cache_dir`, a table
+    file that passed with the same rules, as_of and referenced files is not scanned again.
     A file that cannot be read to the end raises DatasetError naming it.
     """
     dataset_dir = Path(dataset_dir)
-    if chunk_rows < 1:
-        raise ValueError("chunk_rows must be positive")
     started = time.perf_counter()
     failures: list[RuleFailure] = []
     wanted = set(TABLES if tables is None else tables)
@@ -1046,48 +1305,89 @@ def validate_dataset(
         return ValidationReport(False, failures, rows, None)
 
     as_of = _resolve_as_of(dataset_dir, as_of)
-    context = _context()
-    context.data_sources.add_pandas("churnml")
-    stamp_kinds: list[_StampKinds] = []
-    with connect() as con:
-        known_sql = _known_customers_sql(con, customers_path)
-        for table in (t for t in TABLES if t in wanted):
+    cache = _VerdictCache(cache_dir)
+    present = [t for t in TABLES if t in wanted and table_path(dataset_dir, t) is not None]
+    for table in sorted(wanted - set(present)):
+        log.info("%s: no %s table (optional), skipped", dataset_dir.name, table)
+    scans: list[_TableScan] = []
+    passed: dict[str, dict] = {}  # cache key -> verdict of a table that passed
+    with connect() as con, Progress("validating", total=len(present), unit="tables") as bar:
+        references = _references(con, dataset_dir)
+        referenced = {
+            ref: _file_key(table_path(dataset_dir, ref.split(".")[0])) for ref in references
+        }
+        for table in present:
             path = table_path(dataset_dir, table)
-            if path is None:
-                log.info("%s: no %s table (optional), skipped", dataset_dir.name, table)
-                continue
-            plan = _plan_table(con, table, path, as_of=as_of, known_sql=known_sql, limits=limits)
-            runner = _SuiteRunner(context, table, plan.rules, plan.cast_columns, plan.id_column)
+            scan = _plan_scan(con, table, path, as_of=as_of, references=references, limits=limits)
+            key = _scan_key(scan, as_of, referenced)
+            kept = cache.get(key)
             t0 = time.perf_counter()
-            with reading(path), Progress(f"validating {table}", unit="rows") as bar:
-                for chunk in _prefetched(_chunks(con, plan.sql, chunk_rows)):
-                    runner.run(chunk)
-                    bar.update(len(chunk))
-            _check_readable(con, path, plan.present)
-            stamp_kinds += _stamp_kinds(con, table, path, _describe(con, path))
-            rows[table] = runner.rows
-            if table == "customers" and runner.rows == 0:
-                failures.append(RuleFailure(table, "*", RULE_ROWS, 0, []))
-            table_failures = runner.failures()
+            if kept is not None:
+                scan.rows = int(kept["rows"])
+                scan.stamps = {c: tuple(n) for c, n in kept["stamps"].items()}
+                log.info(
+                    "%s: unchanged since it passed on %s (%s rows): not scanned again "
+                    "(validation.cache=false checks it anyway)",
+                    table,
+                    kept["checked_at"],
+                    f"{scan.rows:,}",
+                )
+            else:
+                _run_scan(con, scan)
+            scans.append(scan)
+            rows[table] = scan.rows
+            table_failures = [
+                RuleFailure(table, r.column, r.rule, scan.rows, []) for r in scan.missing
+            ]
+            if table == "customers" and scan.rows == 0:
+                table_failures.append(RuleFailure(table, "*", RULE_ROWS, 0, []))
+            table_failures += [
+                RuleFailure(table, r.column, r.rule, n, examples)
+                for r, (n, examples) in scan.broken.items()
+            ]
             failures.extend(table_failures)
-            log.info(
-                "%s: %s rows, %d rules, %d broken (%.1f s)",
-                table,
-                f"{runner.rows:,}",
-                len(plan.rules),
-                len(table_failures),
-                time.perf_counter() - t0,
-            )
-            merged = runner.merged_result()
-            if docs_dir is not None and merged is not None:
-                runs.append((runner.suite, merged))
-        failures.extend(_time_model_failures(con, stamp_kinds))
+            if kept is None:
+                log.info(
+                    "%s: %s rows, %d rules (%d proven by the Parquet footer), %d broken (%.1f s)",
+                    table,
+                    f"{scan.rows:,}",
+                    len(scan.rules) + len(scan.missing) + len(scan.proven),
+                    len(scan.proven),
+                    len(table_failures),
+                    time.perf_counter() - t0,
+                )
+                if not table_failures:
+                    passed[key] = {
+                        "table": table,
+                        "rows": scan.rows,
+                        "stamps": scan.stamps,
+                        "checked_at": pd.Timestamp.now(tz="UTC").isoformat(),
+                    }
+            if docs_dir is not None:
+                suite = _suite(table, scan.missing + scan.proven + scan.rules, _fallible(scan))
+                runs.append((suite, _gx_result(suite, scan, table_failures)))
+            bar.update(1)
+        failures.extend(_time_model_failures(con, scans))
+    # Verdicts are kept only when the whole dataset passes: bad input writes nothing.
+    if not failures:
+        for key, verdict in passed.items():
+            cache.put(key, verdict)
     docs_path = None
     if docs_dir is not None:
         docs_path = _write_docs(docs_dir, dataset_dir.name, runs, failures, rows)
     report = ValidationReport(not failures, failures, rows, docs_path)
     log.info("validation of %s took %.1f s", dataset_dir, time.perf_counter() - started)
     return report
+
+
+def _fallible(scan: _TableScan) -> list[str]:
+    types = scan.types
+    spec = CONTRACT[scan.table]
+    return [
+        c
+        for c in scan.present
+        if read_column(quote_identifier(c), column_family(types[c]), spec.column(c).kind).fallible
+    ]
 
 
 def check_dataset(dataset_dir: Path, **kwargs) -> ValidationReport:
@@ -1156,67 +1456,108 @@ RULE_ELIGIBLE = "one row per eligible customer"
 RULE_FINITE_SCORE = "finite (no inf)"
 
 
+def _optional_score_checks(present: set[str]) -> list[tuple[str, str, str]]:
+    """Rules of the optional v2 scores columns that are present: horizon probabilities in [0, 1]
+    and nondecreasing in the horizon, lifetime value and remaining months >= 0, uplift in
+    [-1, 1], value segments named."""
+    checks = []
+    horizons = [c for c in contract.SCORE_HORIZON_COLUMNS if c in present]
+    for c in horizons:
+        q = f"s.{quote_identifier(c)}"
+        checks.append((c, rule_between(0, 1), f"{q} IS NULL OR isnan({q}) OR {q} BETWEEN 0 AND 1"))
+    for shorter, longer in itertools.pairwise(horizons):
+        q_short, q_long = quote_identifier(shorter), quote_identifier(longer)
+        checks.append((shorter, f"<= {longer}", f"s.{q_short} <= s.{q_long}"))
+    for c in ("expected_remaining_months", "lifetime_value"):
+        if c in present:
+            q = f"s.{quote_identifier(c)}"
+            rule = _range_rule(0, None, False)
+            checks.append((c, rule, f"{q} IS NULL OR isnan({q}) OR {q} >= 0"))
+    if "uplift" in present:
+        checks.append(
+            ("uplift", rule_between(-1, 1), "s.uplift IS NULL OR s.uplift BETWEEN -1 AND 1")
+        )
+    if "value_segment" in present:
+        names = ", ".join(sql_string(v) for v in contract.VALUE_SEGMENTS)
+        rule = rule_one_of(contract.VALUE_SEGMENTS)
+        checks.append(("value_segment", rule, f"s.value_segment IN ({names})"))
+    return checks
+
+
 def check_scores(scores: pd.DataFrame, expected_ids: pd.Series) -> ValidationReport:
-    """Check batch-scoring output before it is published (GX suite on the scores table).
+    """Check batch-scoring output before it is published, in one DuckDB pass over the frame.
 
     Required columns present and non-null, probabilities in [0, 1], value tiers A-D, revenue at
     risk >= 0, no infinite number in any column, customer ids unique, and exactly one row per
-    eligible customer. Raises
-    ScoresInvalid when a rule breaks.
+    eligible customer. Raises ScoresInvalid when a rule breaks.
     """
     table = "scores"
-    rules = [ContractRule(table, c, RULE_PRESENT, "exists") for c in SCORES_REQUIRED]
-    rules += [ContractRule(table, c, RULE_NOT_NULL, "not_null", (c,)) for c in SCORES_REQUIRED]
-    rules += [
-        ContractRule(table, "customer_id", RULE_UNIQUE, "unique", ("customer_id",)),
-        ContractRule(table, "customer_id", RULE_ELIGIBLE, "flag", ("customer_id",)),
-        ContractRule(
-            table,
-            "churn_probability",
-            rule_between(0, 1),
-            "between",
-            ("churn_probability",),
-            (0, 1, False),
-        ),
-        ContractRule(
-            table,
-            "revenue_at_risk",
-            _range_rule(0, None, False),
-            "between",
-            ("revenue_at_risk",),
-            (0, None, False),
-        ),
-        ContractRule(
-            table,
-            "value_tier",
-            rule_one_of(contract.VALUE_TIERS),
-            "in_set",
-            ("value_tier",),
-            contract.VALUE_TIERS,
-        ),
+    failures = [
+        RuleFailure(table, c, RULE_PRESENT, len(scores), [])
+        for c in SCORES_REQUIRED
+        if c not in scores.columns
     ]
-    numeric = [c for c in scores.columns if pd.api.types.is_float_dtype(scores[c])]
-    rules += [ContractRule(table, c, RULE_FINITE_SCORE, "flag", (c,)) for c in numeric]
-    rules = [r for r in rules if set(r.needs) <= set(scores.columns)]
-    frame = scores.copy()
-    for r in rules:
-        if r.rule == RULE_FINITE_SCORE:
+    present = set(scores.columns)
+    checks: list[tuple[str, str, str]] = []  # (column, rule, SQL true when a row keeps it)
+    for c in SCORES_REQUIRED:
+        if c in present:
+            checks.append((c, RULE_NOT_NULL, f"s.{quote_identifier(c)} IS NOT NULL"))
+    if "customer_id" in present:
+        checks.append(("customer_id", RULE_UNIQUE, "_dup.k IS NULL"))
+        checks.append(("customer_id", RULE_ELIGIBLE, "_expected.k IS NOT NULL"))
+    ranges = [
+        ("churn_probability", rule_between(0, 1), "BETWEEN 0 AND 1"),
+        ("revenue_at_risk", _range_rule(0, None, False), ">= 0"),
+    ]
+    for c, rule, test in ranges:
+        if c in present:
+            q = f"s.{quote_identifier(c)}"
+            checks.append((c, rule, f"{q} IS NULL OR isnan({q}) OR {q} {test}"))
+    if "value_tier" in present:
+        tiers = ", ".join(sql_string(t) for t in contract.VALUE_TIERS)
+        checks.append(
+            ("value_tier", rule_one_of(contract.VALUE_TIERS), f"s.value_tier IN ({tiers})")
+        )
+    checks += _optional_score_checks(present)
+    for c in scores.columns:
+        if pd.api.types.is_float_dtype(scores[c]):
             # NaN is a missing value (the not-null rules judge it); inf is never a number to
             # publish: it tops every ranking by revenue at risk.
-            frame[r.flag] = ~np.isinf(frame[r.column].to_numpy(dtype=float))
-    expected = set(expected_ids.astype(str))
-    eligible_flag = next(r.flag for r in rules if r.rule == RULE_ELIGIBLE)
-    frame[eligible_flag] = frame["customer_id"].astype(str).isin(expected)
-    context = _context()
-    context.data_sources.add_pandas("churnml")
-    runner = _SuiteRunner(context, table, rules, (), "customer_id")
-    runner.run(frame)
-    failures = runner.failures()
-    missing = expected - set(frame["customer_id"].astype(str))
-    if missing:
-        failures.append(
-            RuleFailure(table, "customer_id", RULE_ELIGIBLE, len(missing), sorted(missing)[:5])
+            q = f"s.{quote_identifier(c)}"
+            checks.append((c, RULE_FINITE_SCORE, f"{q} IS NULL OR NOT isinf({q})"))
+    expected = pd.DataFrame({"k": expected_ids.astype(str).to_numpy(object)})
+    ids = "CAST(s.customer_id AS VARCHAR)" if "customer_id" in present else "NULL"
+    flags = ", ".join(f"coalesce(({sql}), TRUE) AS _f{i}" for i, (_, _, sql) in enumerate(checks))
+    rows_sql = f"SELECT {ids} AS _id, {flags} FROM _scores AS s"
+    if "customer_id" in present:
+        rows_sql += (
+            f" LEFT JOIN (SELECT {ids} AS k FROM _scores AS s GROUP BY 1 HAVING count(*) > 1)"
+            f" AS _dup ON {ids} = _dup.k"
+            f" LEFT JOIN (SELECT DISTINCT k FROM _expected) AS _expected ON {ids} = _expected.k"
         )
+    with connect() as con:
+        con.register("_scores", scores)
+        con.register("_expected", expected)
+        if checks:
+            aggregates = [
+                f"count(*) FILTER (WHERE NOT _f{i}), "
+                f"min(DISTINCT _id, {MAX_EXAMPLES}) FILTER (WHERE NOT _f{i})"
+                for i in range(len(checks))
+            ]
+            result = con.execute(f"SELECT {', '.join(aggregates)} FROM ({rows_sql})").fetchone()
+            for i, (column, rule, _) in enumerate(checks):
+                n, examples = result[2 * i], result[2 * i + 1]
+                if n:
+                    failures.append(RuleFailure(table, column, rule, int(n), list(examples or [])))
+        if "customer_id" in present:
+            n, examples = con.execute(
+                f"SELECT count(*), min(k, {MAX_EXAMPLES}) FROM (SELECT DISTINCT k FROM _expected) "
+                f"WHERE k NOT IN (SELECT {ids} FROM _scores AS s WHERE s.customer_id IS NOT NULL)"
+            ).fetchone()
+            if n:
+                failures.append(
+                    RuleFailure(table, "customer_id", RULE_ELIGIBLE, int(n), list(examples))
+                )
     report = ValidationReport(not failures, failures, {table: len(scores)}, None)
     if failures:
         for failure in failures:

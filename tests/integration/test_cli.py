@@ -49,7 +49,7 @@ def _score_args(root: Path, dataset: Path, *extra: str) -> list[str]:
 def test_help_lists_every_command(tmp_path):
     done = churnml("--help", cwd=tmp_path)
     assert done.returncode == 0
-    for command in ("train", "score", "simulate", "validate", "tune", "promote"):
+    for command in ("train", "score", "simulate", "validate", "tune", "promote", "lost"):
         assert command in done.stdout
     assert churnml("nonsense", cwd=tmp_path).returncode == ExitCode.BAD_INPUT
 

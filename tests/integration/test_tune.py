@@ -9,19 +9,22 @@ from pipeline_runs import run_pipeline
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_nests_trials_under_a_parent_run_and_registers_nothing(tiny_dataset, tmp_path):
+def test_sweep_nests_trials_and_builds_the_data_once(tiny_dataset, tmp_path):
     completed = run_pipeline(
         "tune",
         [
             "hydra.sweeper.n_trials=2",
             f"paths.root_dir={tmp_path}",
             f"data.path={tiny_dataset}",
-            "validation.enabled=false",
         ],
         cwd=tmp_path,
         timeout=900,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    # The data is validated and the training frame built once a sweep, not once a trial.
+    output = completed.stdout + completed.stderr
+    assert output.count("training data as built for the previous trial") == 1
+    assert output.count("customers: unchanged since it passed") == 1
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(store)
     runs = mlflow.search_runs(search_all_experiments=True)

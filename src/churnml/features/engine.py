@@ -118,7 +118,9 @@ def measures_sql(defs: list[FeatureDef], measures: dict) -> str:
 
 
 def _open(params: FeatureParams) -> duckdb.DuckDBPyConnection:
-    con = connect()  # session time zone UTC: results never depend on the server's zone
+    # Session time zone UTC: results never depend on the server's zone. Its own database: the
+    # settings below are database-wide.
+    con = connect(own_database=True)
     if params.duckdb_threads:
         con.execute(f"SET threads = {int(params.duckdb_threads)}")
     if params.duckdb_memory_limit:

@@ -438,6 +438,7 @@ def _agree_number(text: str) -> str:
 
 
 _COUNTED = {**_SINGULAR, **{s: s for s in _SINGULAR.values()}}
+_NOT_COUNTING = {"a", "an", "per", "each", "every", "the"}
 
 
 def reason_problems(text: str) -> list[str]:
@@ -464,8 +465,8 @@ def reason_problems(text: str) -> list[str]:
         number = float(match.group(1).replace(",", ""))
         words = match.group(2).split()
         nouns = [i for i, w in enumerate(words) if w in _COUNTED]
-        if not nouns:
-            continue
+        if not nouns or _NOT_COUNTING & set(words[: nouns[0]]):
+            continue  # "10.80 a month", "2.84 per minute": the noun is not what is counted
         last = nouns[0]  # in "call minutes" the counted noun is the last of the run
         while last + 1 < len(words) and words[last + 1] in _COUNTED:
             last += 1

@@ -27,6 +27,12 @@ voluntary hazard, 0.3 by default; `simulate=easy` sets it to 0):
 Their hazards are written as hazard_hidden_* and `p_voluntary_recorded` gives what the recorded
 causes alone tell; `truth/decomposition.json` splits the hazard and the exits by cause,
 recorded against hidden (`churnml.simulate.truth.decompose_hazard`).
+
+Win-back (`churnml.simulate.winback`): some leavers come back as a new subscription that names
+the old one in `customers.previous_customer_id` (data contract v2), more often after a
+competitor's or an outside offer than after a move or arrears, to the low-cost brand's
+customers most, and mostly in the first months; `truth/winback.parquet` has every exit's return
+probabilities and the return that happened.
 """
 
 from churnml.simulate.engine import simulate_dataset

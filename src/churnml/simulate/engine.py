@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -43,7 +44,8 @@ import pyarrow as pa
 
 from churnml.io import write_atomic
 from churnml.progress import progress
-from churnml.simulate import catalog, truth
+from churnml.simulate import catalog, truth, winback
+from churnml.simulate.campaigns import CampaignRun, campaigns_enabled, summarize_campaigns
 from churnml.simulate.events import Bills, Ledger, daytime, draw_complaint_channel
 from churnml.simulate.params import SimulationParams
 from churnml.simulate.population import (
@@ -56,9 +58,12 @@ from churnml.simulate.population import (
 from churnml.simulate.truth import decompose_hazard
 from churnml.simulate.usage import PeerLayout, generate_calls
 from churnml.simulate.writer import (
+    CAMPAIGN_TABLES,
+    SCHEMAS,
     DatasetSink,
     open_sink,
     prefixed_ids,
+    table_file,
     take_str,
     to_date,
     to_float,
@@ -94,6 +99,7 @@ class _State:
     # Hidden states: they move the churn hazard and nothing else (no table records them).
     offer_left: np.ndarray  # months an outside offer still tempts (0: none)
     frustration: np.ndarray  # unreported dissatisfaction, a standard-normal AR(1) score
+    exit_cause: np.ndarray  # index into catalog.ALL_CAUSES of the largest hazard at exit (-1)
 
 
 def _initial_state(rng: np.random.Generator, pop: Population, window: Window) -> _State:
@@ -117,6 +123,7 @@ def _initial_state(rng: np.random.Generator, pop: Population, window: Window) ->
         silent_prev=np.zeros(n, dtype=np.int64),
         offer_left=np.zeros(n, dtype=np.int64),
         frustration=np.zeros(n),
+        exit_cause=np.full(n, -1, dtype=np.int64),
     )
 
 
@@ -145,20 +152,33 @@ class _ChunkSimulator:
     """Runs the month loop for one chunk of customers and writes its rows to the sink."""
 
     def __init__(
-        self, chunk: int, gid: np.ndarray, params: SimulationParams, window: Window, width: int
+        self,
+        chunk: int,
+        gid: np.ndarray,
+        params: SimulationParams,
+        window: Window,
+        width: int,
+        stream: tuple[int, ...] = (),
+        adapt: Callable[[np.random.Generator, Population], Population] | None = None,
     ) -> None:
+        # `stream` and `adapt` serve a chunk of returning customers (simulate.winback): its own
+        # random stream, and the drawn population turned into the people who come back.
         self.chunk = chunk
         self.width = width
         self.params = params
         self.window = window
-        self.rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(chunk,)))
+        key = (chunk, *stream)
+        self.rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=key))
         self.pop = draw_population(self.rng, gid, window, params)
+        if adapt is not None:
+            self.pop = adapt(self.rng, self.pop)
+        self.previous_ids: pa.Array | None = None  # previous_customer_id of returners
         self.n = len(gid)
         self.state = _initial_state(self.rng, self.pop, window)
         # Hidden states draw from their own stream: hidden_share = 0 reproduces the tables of
         # a simulator without them, draw for draw.
         self.hidden_rng = np.random.default_rng(
-            np.random.SeedSequence(params.seed, spawn_key=(chunk, 1))
+            np.random.SeedSequence(params.seed, spawn_key=(*key, 1))
         )
         self.state.frustration = self.hidden_rng.standard_normal(self.n)
         self.cust_ids = prefixed_ids("C", gid, width)
@@ -179,6 +199,8 @@ class _ChunkSimulator:
             incident = int(np.flatnonzero(params.network_incident_region == catalog.REGIONS)[0])
         self.incident_region = incident
         self._seed_arrears()
+        # Retention campaigns (simulate/campaigns.py) draw from their own stream too.
+        self.campaigns = CampaignRun(self) if campaigns_enabled(params) else None
 
     def _seed_arrears(self) -> None:
         """Some postpaid payers are already in distress at the window start, with 1-3 bills
@@ -309,8 +331,12 @@ class _ChunkSimulator:
         locked = has_commit & (d > 1.5)
         h[:6] *= np.where(locked, 0.35, 1.0)
         h[7] *= np.where(locked, 0.35, 1.0)
-        h *= pop.frailty * p.voluntary_scale * at_risk
-        h, recorded = self._add_hidden(h, at_risk, locked, pop.age, pop.frailty)
+        # Hazards of customers a campaign follows are kept after they leave (its truth).
+        hazard_on = at_risk | self.campaigns.followed() if self.campaigns else at_risk
+        h *= pop.frailty * p.voluntary_scale * hazard_on
+        h, recorded = self._add_hidden(h, at_risk, locked, pop.age, pop.frailty, hazard_on)
+        if self.campaigns is not None:
+            self.campaigns.treat(m, h, recorded, at_risk)
         total = h.sum(axis=0)
         p_vol = 1.0 - np.exp(-total)
         h_inv = np.where(
@@ -318,7 +344,10 @@ class _ChunkSimulator:
             np.select([arrears >= 3, arrears == 2], [0.9, 0.3], 0.0),
             np.select([st.silent_prev >= 3, st.silent_prev == 2], [0.6, 0.15], 0.0),
         )
-        p_inv = np.minimum(1.0 - np.exp(-h_inv * p.involuntary_scale * at_risk), 1.0 - p_vol)
+        p_inv_raw = 1.0 - np.exp(-h_inv * p.involuntary_scale * hazard_on)
+        p_inv = np.minimum(p_inv_raw, 1.0 - p_vol)
+        if self.campaigns is not None:
+            self.campaigns.follow(m, p_inv_raw)
 
         ported_before = st.ported_to.copy()
         u = rng.random(n)
@@ -337,6 +366,7 @@ class _ChunkSimulator:
         port_op = np.where(st.courted, st.target_op, _draw_operator(rng, pop.price_sensitivity))
         st.ported_to = np.where(port, port_op, st.ported_to)
         st.term_day = np.where(vol | inv, exit_day, st.term_day)
+        st.exit_cause = np.where(vol | inv, np.argmax(h, axis=0), st.exit_cause)
         self._write_truth(sink, m, at_risk, p_vol, p_inv, h, recorded)
 
         # Events of the month, on days [lo, hi) of each present customer.
@@ -363,6 +393,7 @@ class _ChunkSimulator:
         calls = generate_calls(
             rng, pop, idx, lo[idx], hi[idx], lam[idx], st.dormant, st.e_dec, drop, st.pull,
             st.target_op, available, ported_before, np.flatnonzero(available),
+            data_session_weight=p.data_session_weight,
         )  # fmt: skip
         self._write_calls(sink, calls)
 
@@ -382,6 +413,7 @@ class _ChunkSimulator:
         locked: np.ndarray,
         age: np.ndarray,
         frailty: np.ndarray,
+        hazard_on: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Move the hidden states one month and add their hazards to the recorded causes' `h`.
 
@@ -428,7 +460,7 @@ class _ChunkSimulator:
                     hidden[i] = weights[i] * part / mean
             # A lock-in's exit fee holds back an offer and a frustration, not a move.
             hidden[[0, 2]] *= lock
-            hidden *= share * level * at_risk
+            hidden *= share * level * (at_risk if hazard_on is None else hazard_on)
             move_mean = move_p[risk].mean()
             expected = (weights[0] + weights[2]) * lock
             if move_mean > 0:
@@ -647,6 +679,8 @@ class _ChunkSimulator:
         )
 
     def _write_tables(self, sink: DatasetSink) -> None:
+        if self.campaigns is not None:
+            self.campaigns.write(sink)
         pop, st = self.pop, self.state
         as_of_s = self.window.end_day * 86400
         end_s = np.minimum(st.term_day * 86400, as_of_s)
@@ -666,6 +700,11 @@ class _ChunkSimulator:
                 "region": take_str(catalog.REGIONS, pop.region),
                 "birth_year": to_int(pop.birth_year, pop.birth_year < 0),
                 "gender": take_str(np.array(["F", "M", "U"]), pop.gender),
+                "previous_customer_id": (
+                    self.previous_ids
+                    if self.previous_ids is not None
+                    else pa.nulls(self.n, pa.string())
+                ),
             },
         )
 
@@ -767,7 +806,9 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     n_chunks = max(1, math.ceil(params.n_customers / params.chunk_size))
     width = _id_width(params.n_customers)
-    with open_sink(out_dir) as sink:
+    with_campaigns = campaigns_enabled(params)
+    tables = None if with_campaigns else [t for t in SCHEMAS if t not in CAMPAIGN_TABLES]
+    with open_sink(out_dir, tables) as sink:
         for chunk in progress(range(n_chunks), "simulating customer chunks", unit="chunks"):
             start = chunk * params.chunk_size
             stop = min(params.n_customers, start + params.chunk_size)
@@ -777,7 +818,9 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
                 "simulating customers %d..%d (chunk %d/%d)", start, stop - 1, chunk + 1, n_chunks
             )
             gid = np.arange(start, stop, dtype=np.int64)
-            _ChunkSimulator(chunk, gid, params, window, width).run(sink)
+            simulator = _ChunkSimulator(chunk, gid, params, window, width)
+            simulator.run(sink)
+            winback.simulate_returns(simulator, sink, n_chunks)
         counts = dict(sink.row_counts)
     decomposition = decompose_hazard(
         pd.read_parquet(out_dir / truth.TRUTH_FILE),
@@ -789,6 +832,14 @@ def simulate_dataset(params: SimulationParams, out_dir: str | Path) -> Path:
     decomposition["params"] = {
         k: v for k, v in asdict(params).items() if k.startswith("hidden_") or k == "frailty_sigma"
     }
+    if with_campaigns:
+        effects = pd.read_parquet(table_file(out_dir, "campaign_truth"))
+        write_atomic(
+            out_dir / truth.CAMPAIGNS_FILE,
+            lambda tmp: tmp.write_text(
+                json.dumps(summarize_campaigns(effects), indent=2, sort_keys=True) + "\n"
+            ),
+        )
     write_atomic(
         out_dir / truth.DECOMPOSITION_FILE,
         lambda tmp: tmp.write_text(json.dumps(decomposition, indent=2, sort_keys=True) + "\n"),

@@ -28,6 +28,9 @@ class SimulationParams:
 
     # Usage volume: mean CDR rows per fully engaged customer-month (voice + SMS + data).
     calls_per_month: float = 60.0
+    # Odds multiplier of a row being a data session: a real xDR feed logs a data session every
+    # few hours, so data rows outnumber calls and texts (3.0 gives about two rows in three).
+    data_session_weight: float = 1.0
 
     # Churn process.
     voluntary_scale: float = 0.54  # multiplies every voluntary cause hazard
@@ -53,9 +56,28 @@ class SimulationParams:
     hidden_move_weight: float = 0.25
     hidden_frustration_weight: float = 0.35
 
+    # Win-back (simulate.winback): the monthly hazard that a former customer comes back as a
+    # new subscription, in the first month after an average voluntary exit (0: nobody comes
+    # back), and how many months it takes to fall by a factor e.
+    winback_rate: float = 0.03
+    winback_decay_months: float = 8.0
+
     # Market events (month indices within the window; -1 switches an event off).
     price_rise_month: int = 12
     price_rise_pct: float = 0.08
     network_incident_region: str = "Lakes"
     network_incident_month: int = 6
     network_incident_length: int = 3
+
+    # Retention campaigns (simulate/campaigns.py): the first month index with a campaign
+    # (-1: none, the tables of a simulator without campaigns; the default: the 7th month), the
+    # share of the active base
+    # assigned each month, the randomized control share, the share drawn at random among the
+    # other eligible customers, months before a customer may be assigned again (at least the
+    # 3 months of follow-up), and a scale on every effect of a contact (0: none).
+    campaign_start_month: int = 6
+    campaign_share: float = 0.04
+    campaign_control_share: float = 0.15
+    campaign_explore_share: float = 0.2
+    campaign_cooldown_months: int = 3
+    campaign_effect_scale: float = 1.0

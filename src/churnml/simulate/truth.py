@@ -25,6 +25,8 @@ from churnml.simulate.catalog import ALL_CAUSES, HIDDEN_CAUSES
 
 TRUTH_FILE = Path("truth") / "churn_probability.parquet"
 DECOMPOSITION_FILE = Path("truth") / "decomposition.json"
+CAMPAIGNS_FILE = Path("truth") / "campaigns.json"  # each campaign's true effects
+CAMPAIGN_EFFECTS_FILE = Path("truth") / "campaign_effects.parquet"  # each customer's
 VOLUNTARY_REASONS = ("voluntary", "port_out")
 
 

@@ -82,6 +82,7 @@ def generate_calls(
     available: np.ndarray,
     ported_to: np.ndarray,
     active_idx: np.ndarray,
+    data_session_weight: float = 1.0,
 ) -> CallBatch:
     """Draw the CDR rows of customers `idx` active on days [lo, hi) with mean row counts `lam`.
 
@@ -98,7 +99,9 @@ def generate_calls(
 
     # Kind: dormant lines only receive calls and texts.
     u = rng.random(m)
-    p_data = np.where(dormant[c], 0.0, pop.data_share[c])
+    w = data_session_weight
+    share = pop.data_share[c]
+    p_data = np.where(dormant[c], 0.0, w * share / (w * share + 1.0 - share))
     kind = np.where(u < p_data, catalog.DATA, np.where(u < p_data + pop.sms_share[c], 1, 0))
     day = lo[pos] + np.floor(rng.random(m) * (hi - lo)[pos]).astype(np.int64)
     weekend = (day + 3) % 7 >= 5

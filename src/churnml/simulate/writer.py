@@ -10,83 +10,35 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from churnml import contract
 from churnml.io import atomic_path
 from churnml.simulate.catalog import ALL_CAUSES
 
 _TS = pa.timestamp("us")
+_ARROW_TYPES = {
+    contract.STRING: pa.string(),
+    contract.TIMESTAMP: _TS,
+    contract.INT: pa.int64(),
+    contract.FLOAT: pa.float64(),
+    contract.BOOL: pa.bool_(),
+}
+
+
+def contract_schema(table: str, version: int = 1) -> pa.Schema:
+    """The Arrow schema of a contract table's columns up to contract `version` (days are
+    date32, as the contract's "date" columns)."""
+    return pa.schema(
+        [
+            (c.name, pa.date32() if c.doc_type == "date" else _ARROW_TYPES[c.kind])
+            for c in contract.CONTRACT[table].columns
+            if c.since <= version
+        ]
+    )
+
 
 SCHEMAS: dict[str, pa.Schema] = {
-    "customers": pa.schema(
-        [
-            ("customer_id", pa.string()),
-            ("activated_at", pa.date32()),
-            ("terminated_at", pa.date32()),
-            ("termination_reason", pa.string()),
-            ("initial_plan_id", pa.string()),
-            ("payment_type", pa.string()),
-            ("commitment_end", pa.date32()),
-            ("region", pa.string()),
-            ("birth_year", pa.int64()),
-            ("gender", pa.string()),
-        ]
-    ),
-    "calls": pa.schema(
-        [
-            ("customer_id", pa.string()),
-            ("started_at", _TS),
-            ("direction", pa.string()),
-            ("kind", pa.string()),
-            ("duration_s", pa.int64()),
-            ("volume_mb", pa.float64()),
-            ("peer_network", pa.string()),
-            ("peer_operator", pa.string()),
-            ("peer_id", pa.string()),
-            ("dropped", pa.bool_()),
-        ]
-    ),
-    "transfers": pa.schema(
-        [
-            ("customer_id", pa.string()),
-            ("occurred_at", _TS),
-            ("kind", pa.string()),
-            ("from_plan_id", pa.string()),
-            ("to_plan_id", pa.string()),
-            ("monthly_fee", pa.float64()),
-            ("operator", pa.string()),
-            ("amount", pa.float64()),
-        ]
-    ),
-    "complaints": pa.schema(
-        [
-            ("complaint_id", pa.string()),
-            ("customer_id", pa.string()),
-            ("opened_at", _TS),
-            ("resolved_at", _TS),
-            ("category", pa.string()),
-            ("channel", pa.string()),
-            ("severity", pa.int64()),
-            ("satisfaction", pa.int64()),
-        ]
-    ),
-    "bills": pa.schema(
-        [
-            ("bill_id", pa.string()),
-            ("customer_id", pa.string()),
-            ("period_start", pa.date32()),
-            ("issued_at", pa.date32()),
-            ("due_at", pa.date32()),
-            ("amount_due", pa.float64()),
-        ]
-    ),
-    "payments": pa.schema(
-        [
-            ("payment_id", pa.string()),
-            ("customer_id", pa.string()),
-            ("paid_at", _TS),
-            ("amount", pa.float64()),
-            ("bill_id", pa.string()),
-        ]
-    ),
+    # Version 2: customers carry previous_customer_id (a returning customer).
+    **{table: contract_schema(table, version=2) for table in contract.FEATURE_TABLES},
     "truth": pa.schema(
         [
             ("customer_id", pa.string()),
@@ -98,13 +50,70 @@ SCHEMAS: dict[str, pa.Schema] = {
             *[(f"hazard_{cause}", pa.float64()) for cause in ALL_CAUSES],
         ]
     ),
+    # One row per exit in the window: the true cause, the return hazard and the return
+    # (simulate.winback).
+    "winback": pa.schema(
+        [
+            ("customer_id", pa.string()),
+            ("terminated_at", pa.date32()),
+            ("termination_reason", pa.string()),
+            ("exit_cause", pa.string()),
+            ("destination_operator", pa.string()),
+            ("monthly_fee", pa.float64()),
+            ("return_hazard_first_month", pa.float64()),
+            ("p_return_3m", pa.float64()),
+            ("p_return_6m", pa.float64()),
+            ("p_return_12m", pa.float64()),
+            ("returned_customer_id", pa.string()),
+            ("returned_at", pa.date32()),
+        ]
+    ),
 }
+# The contract's optional campaigns table and its truth: written only when campaigns run.
+SCHEMAS["campaigns"] = pa.schema(
+    [
+        ("campaign_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("assigned_at", _TS),
+        ("group", pa.string()),
+        ("channel", pa.string()),
+        ("offer", pa.string()),
+        ("offer_cost", pa.float64()),
+        ("contacted_at", _TS),
+        ("accepted", pa.bool_()),
+    ]
+)
+SCHEMAS["campaign_truth"] = pa.schema(
+    [
+        ("campaign_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("group", pa.string()),
+        ("persuadability", pa.string()),
+        ("would_be_reached", pa.bool_()),
+        ("would_accept", pa.bool_()),
+        ("offer", pa.string()),
+        ("channel", pa.string()),
+        ("months_followed", pa.int64()),
+        *[
+            (f"{what}_{k}m{suffix}", pa.float64())
+            for k in (1, 2, 3)
+            for what, suffix in (("p_churn", "_untreated"), ("effect", ""), ("uplift", ""))
+        ],
+    ]
+)
+CAMPAIGN_TABLES = ("campaigns", "campaign_truth")
 TRUTH_FILE = Path("truth") / "churn_probability.parquet"
+CAMPAIGN_TRUTH_FILE = Path("truth") / "campaign_effects.parquet"
+TRUTH_FILES = {
+    "truth": TRUTH_FILE,
+    "winback": Path("truth") / "winback.parquet",
+    "campaign_truth": CAMPAIGN_TRUTH_FILE,
+}
 
 
 def table_file(out_dir: Path, name: str) -> Path:
     """Where a table lands in the dataset folder."""
-    return out_dir / TRUTH_FILE if name == "truth" else out_dir / f"{name}.parquet"
+    return out_dir / TRUTH_FILES[name] if name in TRUTH_FILES else out_dir / f"{name}.parquet"
 
 
 def take_str(values: np.ndarray, codes: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
@@ -160,12 +169,17 @@ class DatasetSink:
 
 
 @contextmanager
-def open_sink(out_dir: Path) -> Iterator[DatasetSink]:
-    """Writers on temporary files, renamed onto their final names only if the block succeeds."""
+def open_sink(out_dir: Path, tables: list[str] | None = None) -> Iterator[DatasetSink]:
+    """Writers on temporary files, renamed onto their final names only if the block succeeds.
+
+    `tables` names the tables to write (default: every one in SCHEMAS).
+    """
     with ExitStack() as stack:
         writers: dict[str, pq.ParquetWriter] = {}
         try:
             for name, schema in SCHEMAS.items():
+                if tables is not None and name not in tables:
+                    continue
                 tmp = stack.enter_context(atomic_path(table_file(out_dir, name)))
                 writers[name] = pq.ParquetWriter(tmp, schema, compression="snappy")
             yield DatasetSink(writers)

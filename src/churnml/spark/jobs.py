@@ -67,20 +67,15 @@ def _first_and_last_events(tables: dict) -> tuple[dict[str, pd.Timestamp], pd.Ti
     return starts, (max(latest) if latest else None)
 
 
-def _validate_if_local(cfg, local: Path | None):
+def _validate_if_local(cfg, local: Path | None, *, docs: bool = True):
     """The contract check where the data are local files (DuckDB reads them), else a warning:
     the contract's rules do not run on Spark yet. Returns the report or None."""
-    from churnml.validation import check_dataset, validation_limits
+    from churnml.jobs import _check_events
 
     if not cfg.validation.enabled:
         return None
     if local is not None and local.is_dir():
-        return check_dataset(
-            local,
-            docs_dir=Path(cfg.run_dir) / "validation",
-            chunk_rows=cfg.validation.chunk_rows,
-            limits=validation_limits(cfg.validation),
-        )
+        return _check_events(cfg, local, Path(cfg.run_dir), docs=docs)
     log.warning(
         "contract validation skipped for %s: it reads local files (DuckDB) until the "
         "contract's rules run on Spark; validate the extract before it is copied",
@@ -146,7 +141,7 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
     started = time.perf_counter()
     spark = spark_session(cfg.spark)
     local = local_folder(cfg.data.path)
-    _validate_if_local(cfg, local)
+    _validate_if_local(cfg, local, docs=False)
     tables = read_dataset(spark, cfg.data.path, cfg.spark.tables)
     starts, latest = _first_and_last_events(tables)
     as_of = spark_as_of(spark, cfg, latest)
