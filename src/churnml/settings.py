@@ -112,6 +112,17 @@ def _check_train(c: _Checker, cfg) -> None:
     c.number("data.cv_repeats", data.cv_repeats, 1)
     c.one_of("label.kind", label.kind, LABEL_KINDS)
     c.one_of("features.engine", cfg.features.engine, ENGINES)
+    if cfg.features.engine == "spark":
+        # The time-to-churn model reads the customers table with DuckDB (docs/spark.md).
+        path = str(cfg.data.path)
+        remote = "://" in path and not path.startswith("file:")
+        c.check(
+            "hazard.enabled",
+            cfg.hazard.enabled,
+            lambda enabled: not (enabled and remote),
+            f"false with features.engine=spark on remote data ({path}): the time-to-churn "
+            "model reads the customers table with DuckDB",
+        )
     c.number("label.horizon_days", label.horizon_days, 0, 3660, strict_low=True)
     c.number("label.gap_days", label.gap_days, 0, 3660)
     for reason in label.reasons:

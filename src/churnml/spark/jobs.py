@@ -67,37 +67,40 @@ def _first_and_last_events(tables: dict) -> tuple[dict[str, pd.Timestamp], pd.Ti
     return starts, (max(latest) if latest else None)
 
 
-def _validate_if_local(cfg, local: Path | None, *, docs: bool = True):
-    """The contract check where the data are local files (DuckDB reads them), else a warning:
-    the contract's rules do not run on Spark yet. Returns the report or None."""
-    from churnml.jobs import _check_events
+def _validate_on_spark(cfg, spark):
+    """The data contract checked on Spark before anything is written (`validation.enabled`):
+    ContractViolation, naming table, column, rule and example ids, when the data break it."""
+    from churnml.spark.validation import check_dataset_spark
+    from churnml.validation import validation_limits
 
     if not cfg.validation.enabled:
         return None
-    if local is not None and local.is_dir():
-        return _check_events(cfg, local, Path(cfg.run_dir), docs=docs)
-    log.warning(
-        "contract validation skipped for %s: it reads local files (DuckDB) until the "
-        "contract's rules run on Spark; validate the extract before it is copied",
-        cfg.data.path,
+    return check_dataset_spark(
+        spark,
+        str(cfg.data.path),
+        tables=cfg.spark.tables,
+        as_of=manifest_as_of_spark(spark, str(cfg.data.path)),
+        limits=validation_limits(cfg.validation),
     )
-    return None
+
+
+def manifest_as_of_spark(spark, data_path: str) -> pd.Timestamp | None:
+    """The as_of of manifest.json beside the tables (any file system), or None."""
+    from churnml.spark.session import path_exists, read_text
+
+    manifest = f"{str(data_path).rstrip('/')}/manifest.json"
+    if not path_exists(spark, manifest):
+        return None
+    try:
+        value = json.loads(read_text(spark, manifest)).get("as_of")
+    except (ValueError, AttributeError) as error:
+        raise DatasetError(f"{manifest}: not a JSON object with as_of ({error})") from error
+    return parse_timestamp(value, f"{manifest}: as_of") if value is not None else None
 
 
 def spark_as_of(spark, cfg, latest: pd.Timestamp | None) -> pd.Timestamp:
-    """The data's as_of: manifest.json beside the tables (any file system), else the latest
-    event time."""
-    from churnml.spark.session import path_exists, read_text
-
-    manifest = f"{str(cfg.data.path).rstrip('/')}/manifest.json"
-    as_of = None
-    if path_exists(spark, manifest):
-        try:
-            value = json.loads(read_text(spark, manifest)).get("as_of")
-        except (ValueError, AttributeError) as error:
-            raise DatasetError(f"{manifest}: not a JSON object with as_of ({error})") from error
-        as_of = parse_timestamp(value, f"{manifest}: as_of") if value is not None else None
-    as_of = as_of or latest
+    """The data's as_of: manifest.json beside the tables, else the latest event time."""
+    as_of = manifest_as_of_spark(spark, str(cfg.data.path)) or latest
     if as_of is None:
         raise DatasetError(f"cannot tell the as_of date of {cfg.data.path}: no event times found")
     return as_of
@@ -114,7 +117,7 @@ def spark_dataset_facts(cfg) -> tuple[Path, object, pd.Timestamp, str]:
 
     spark = spark_session(cfg.spark)
     local = local_folder(cfg.data.path)
-    validation = _validate_if_local(cfg, local)
+    validation = _validate_on_spark(cfg, spark)
     tables = read_dataset(spark, cfg.data.path, cfg.spark.tables)
     _, latest = _first_and_last_events(tables)
     as_of = spark_as_of(spark, cfg, latest)
@@ -140,8 +143,7 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     spark = spark_session(cfg.spark)
-    local = local_folder(cfg.data.path)
-    _validate_if_local(cfg, local, docs=False)
+    _validate_on_spark(cfg, spark)
     tables = read_dataset(spark, cfg.data.path, cfg.spark.tables)
     starts, latest = _first_and_last_events(tables)
     as_of = spark_as_of(spark, cfg, latest)
