@@ -38,7 +38,7 @@ def _config(root: Path, dataset: Path, out: Path, engine: str):
         f"paths.root_dir={root}",
         f"run_dir={root}/logs/score-{engine}",
         f"data.path={dataset}",
-        "data.name=tiny",
+        "data.name=sim2k",
         f"scoring.output_dir={out}",
         f"scoring.engine={engine}",
         "scoring.exact_reasons_rows=50",
@@ -50,11 +50,11 @@ def _text(frame: pd.DataFrame, column: str) -> list:
     return [None if pd.isna(v) else str(v) for v in frame[column]]
 
 
-def test_spark_scores_equal_duckdb_scores(
-    spark, trained_project: Path, tiny_dataset: Path, tmp_path: Path
-) -> None:
-    duck = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "duck", "duckdb"))
-    on_spark = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
+def test_spark_scores_equal_duckdb_scores(spark, spark_training, sim_2k: Path, tmp_path: Path):
+    """The champion (trained on Spark features) scores the simulation on both engines."""
+    root = spark_training.root
+    duck = run_scoring(_config(root, sim_2k, tmp_path / "duck", "duckdb"))
+    on_spark = run_scoring(_config(root, sim_2k, tmp_path / "spark", "spark"))
     a = pd.read_parquet(duck.scores_path)
     b = pd.read_parquet(on_spark.scores_path)
     assert on_spark.scores_path.parent.name.startswith("scoring_date=")
@@ -78,7 +78,7 @@ def test_spark_scores_equal_duckdb_scores(
     assert on_spark.warnings == duck.warnings
 
     # A re-run gives the same scores.
-    again = run_scoring(_config(trained_project, tiny_dataset, tmp_path / "spark", "spark"))
+    again = run_scoring(_config(root, sim_2k, tmp_path / "spark", "spark"))
     pd.testing.assert_frame_equal(
         pd.read_parquet(again.scores_path).drop(columns="run_id"),
         pd.read_parquet(on_spark.scores_path).drop(columns="run_id"),

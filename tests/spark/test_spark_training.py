@@ -1,9 +1,9 @@
-"""Training from Spark: the sample and its features built on Spark equal the DuckDB ones,
-and a model trained on them records the engine."""
+"""Training from Spark: the sample and every feature Spark built for it equal the DuckDB
+ones (2,000 simulated subscribers, several cutoffs, competitors resolved on Spark), and the
+model trained on them records the engine."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import mlflow
@@ -11,63 +11,81 @@ import pandas as pd
 import pytest
 from parity import feature_differences
 
+from churnml.config import compose_config
 from churnml.io import dataset_as_of
-from churnml.jobs import build_training_frame, run_training
+from churnml.jobs import build_training_frame
 from churnml.sampling import sample_customers
-from churnml.spark.training import training_frame_on_spark
+from churnml.spark.tables import read_dataset
+from churnml.spark.training import sample_rows_sql
 
 pytestmark = pytest.mark.slow
 
+KEYS = ["customer_id", "cutoff"]
 
-def test_spark_sample_and_frame_equal_duckdb(spark, make_train_config, tiny_dataset: Path):
-    """Same labelled rows (no down-sampling) and the same features for every row."""
-    cfg = make_train_config(tiny_dataset, "features.engine=spark", "features.competitors=[]")
-    as_of = dataset_as_of(tiny_dataset)
-    sample, params, frame, columns = training_frame_on_spark(cfg, as_of)
-    duck_sample = sample_customers(tiny_dataset, cfg.label, cfg.sampling, cfg.seed, as_of=as_of)
-    keys = ["customer_id", "cutoff"]
+
+def test_spark_sample_and_features_equal_duckdb(spark_training, sim_2k: Path) -> None:
+    """Same labelled rows and, for every row, every feature within 1e-9 with the same nulls:
+    the parity of the feature engine on the simulation, at the training cutoffs."""
+    cfg, sample = spark_training.cfg, spark_training.sample
+    assert sample.as_of == dataset_as_of(sim_2k)
+    duck_sample = sample_customers(sim_2k, cfg.label, cfg.sampling, cfg.seed, as_of=sample.as_of)
     for column in ("split", "label", "exit_reason", "involuntary", "weight"):
-        a = duck_sample.rows[[*keys, column]].astype({column: object})
-        b = sample.rows[[*keys, column]].astype({column: object})
+        a = duck_sample.rows[[*KEYS, column]].astype({column: object})
+        b = sample.rows[[*KEYS, column]].astype({column: object})
         pd.testing.assert_frame_equal(a, b, check_dtype=False, obj=column)
     assert sample.folds == duck_sample.folds
-    duck_cfg = make_train_config(tiny_dataset, f"features.competitors={list(params.competitors)}")
-    duck_frame, duck_columns = build_training_frame(tiny_dataset, duck_sample, duck_cfg)
-    assert columns == duck_columns
-    assert feature_differences(duck_frame[[*keys, *columns]], frame[[*keys, *columns]]) == []
-
-
-def test_negatives_down_sampled_on_spark_carry_weights(spark, make_train_config, tiny_dataset):
-    cfg = make_train_config(
-        tiny_dataset,
-        "features.engine=spark",
-        "sampling.negative_sample_rate=0.25",
-        "features.families=[account]",
+    assert sample.rows["cutoff"].nunique() >= 4 and len(sample.rows) > 5_000
+    params = spark_training.params
+    assert params.competitors  # chosen on Spark, from the calls before the test cutoff
+    duck_cfg = compose_config(
+        "train",
+        [
+            f"paths.root_dir={spark_training.root}",
+            "run_dir=unused",
+            f"data.path={sim_2k}",
+            f"features.competitors={list(params.competitors)}",
+        ],
     )
-    _, _, frame, _ = training_frame_on_spark(cfg, dataset_as_of(tiny_dataset))
-    train = frame[frame["split"] == "train"]
-    negatives = train[train["label"] == 0]
-    assert set(negatives["weight"]) == {4.0}
-    assert set(frame.loc[frame["split"] != "train", "weight"]) == {1.0}
-    assert set(train.loc[train["label"] == 1, "weight"]) == {1.0}
-    everyone = replace(cfg.sampling, negative_sample_rate=1.0)
-    full = sample_customers(tiny_dataset, cfg.label, everyone, cfg.seed)
-    kept = len(negatives) / ((full.rows["split"] == "train") & (full.rows["label"] == 0)).sum()
-    assert 0.2 < kept < 0.3
+    duck_frame, duck_columns = build_training_frame(sim_2k, duck_sample, duck_cfg)
+    columns = spark_training.columns
+    assert columns == duck_columns and len(columns) > 100
+    frame = spark_training.frame
+    assert feature_differences(duck_frame[[*KEYS, *columns]], frame[[*KEYS, *columns]]) == []
+    numeric = frame[columns].select_dtypes("number")
+    assert numeric.notna().to_numpy().any() and numeric.isna().to_numpy().any()
 
 
-def test_training_with_spark_features_records_the_engine(spark, make_train_config, tiny_dataset):
-    cfg = make_train_config(
-        tiny_dataset,
-        "features.engine=spark",
-        "model=lightgbm_small",
-        "explain.enabled=false",
-        "sampling.folds=1",
-        "sampling.max_train_cutoffs=3",
-        "features.families=[account,complaints,transfers]",
-    )
-    result = run_training(cfg)
-    run = mlflow.get_run(result.run_id)
+def test_training_with_spark_features_records_the_engine(spark_training) -> None:
+    result = spark_training.result
+    client = mlflow.MlflowClient(tracking_uri=spark_training.cfg.tracking.tracking_uri)
+    run = client.get_run(result.run_id)
     assert run.data.params["features.engine"] == "spark"
     assert run.data.tags["feature_engine"] == "spark"
     assert result.model_version is not None
+
+
+def test_negatives_down_sampled_on_spark_carry_weights(spark, spark_training, sim_2k) -> None:
+    """Training negatives kept at the rate by a hash of (seed, customer, cutoff), weight
+    1 / rate; positives and the other splits untouched. The sample's SQL alone: no features."""
+    from dataclasses import replace
+
+    cfg = spark_training.cfg
+    sampling = replace(cfg.sampling, negative_sample_rate=0.25)
+    full = spark_training.sample.rows
+    plan = full[["cutoff", "split"]].drop_duplicates().reset_index(drop=True)
+    read_dataset(spark, str(sim_2k))["customers"].createOrReplaceTempView("customers")
+    spark.createDataFrame(
+        plan.assign(cutoff=plan["cutoff"].astype("datetime64[us]")),
+        "cutoff TIMESTAMP, split STRING",
+    ).createOrReplaceTempView("plan")
+    rows = spark.sql(sample_rows_sql(plan, cfg.label, sampling, cfg.seed)).toPandas()
+    train = rows[rows["split"] == "train"]
+    negatives = train[train["label"] == 0]
+    assert set(negatives["weight"]) == {4.0}
+    assert set(rows.loc[rows["split"] != "train", "weight"]) == {1.0}
+    assert set(train.loc[train["label"] == 1, "weight"]) == {1.0}
+    # Everything but training negatives is kept whole.
+    assert (rows["split"] != "train").sum() == (full["split"] != "train").sum()
+    assert (train["label"] == 1).sum() == ((full["split"] == "train") & (full["label"] == 1)).sum()
+    kept = len(negatives) / ((full["split"] == "train") & (full["label"] == 0)).sum()
+    assert 0.2 < kept < 0.3

@@ -126,13 +126,13 @@ def score_features(
     cached: list | None = None,
 ) -> DataFrame:
     """The scores table of `scoring.score_frame`, as a Spark DataFrame. The per-customer rows
-    are persisted (read by the top-N choice and the rankings) and added to `cached`: the
-    caller unpersists them when the scores are written."""
+    are persisted (read by the top-N choice and the rankings) and added to `cached` with the
+    broadcast model: the caller unpersists them when the scores are written."""
     features = _with_value_tier(features, model, settings)
     model_bc = spark.sparkContext.broadcast(model)
     rows = features.mapInPandas(_row_scorer(model_bc, settings, decision), ROW_SCHEMA).persist()
     if cached is not None:
-        cached.append(rows)
+        cached.extend([rows, model_bc])  # the broadcast model too: each run sends its own
     exact = _exact_top(spark, rows, features, model, settings, decision)
     if exact is not None:
         e = exact.withColumnRenamed("customer_id", "_exact_id")
@@ -254,17 +254,41 @@ def monitor_population_spark(
     model: ChurnModel, features: DataFrame, scores: DataFrame, settings: ScoringConfig
 ) -> dict:
     """`scoring.monitor_population` with each index from histograms summed over the
-    partitions (the same numbers as numpy on all rows)."""
-    frames = {"churn_probability": scores}
+    partitions (the same numbers as numpy on all rows): one pass over the scores and one over
+    the features for all the columns the report names, not one Spark job a column."""
+    wanted: dict[str, np.ndarray] = {}
+
+    def ask(column: str, reference: np.ndarray) -> float:
+        wanted[column] = reference[np.isfinite(reference)]
+        return 0.0
+
+    scoring.monitoring_report(model, settings, ask)  # which columns, against which reference
+    edges = {c: scoring.stability_edges(r) for c, r in wanted.items() if len(r)}
+    binned = {c: e for c, e in edges.items() if len(e) >= 2}
+    hists = {c: np.zeros(len(e) - 1, dtype=np.int64) for c, e in binned.items()}
+    for frame, columns in (
+        (scores, [c for c in binned if c == "churn_probability"]),
+        (features, [c for c in binned if c != "churn_probability"]),
+    ):
+        if not columns:
+            continue
+        counts = (
+            frame.select(*columns)
+            .mapInPandas(_histogram(columns, binned), "column STRING, bin INT, n LONG")
+            .groupBy("column", "bin")
+            .sum("n")
+            .collect()
+        )
+        for column, i, n in counts:
+            hists[column][i] = n
 
     def psi(column: str, reference: np.ndarray) -> float:
         reference = reference[np.isfinite(reference)]
-        frame = frames.get(column, features)
         if len(reference) == 0:
             return float("nan")
-        edges = scoring.stability_edges(reference)
-        if len(edges) < 2:
+        if column not in binned:
             # One reference value: stable only if every current value is that value.
+            frame = scores if column == "churn_probability" else features
             stats = frame.selectExpr(
                 f"count(CASE WHEN NOT isnan({column}) AND abs({column}) != double('inf')"
                 f" THEN 1 END) AS n",
@@ -274,19 +298,9 @@ def monitor_population_spark(
                 return float("nan")
             tolerance = 1e-8 + 1e-5 * abs(reference[0])
             return 0.0 if stats["gap"] <= tolerance else float("inf")
-        counts = (
-            frame.select(column)
-            .mapInPandas(_histogram([column], {column: edges}), "column STRING, bin INT, n LONG")
-            .groupBy("bin")
-            .sum("n")
-            .collect()
-        )
-        hist = np.zeros(len(edges) - 1, dtype=np.int64)
-        for row in counts:
-            hist[row[0]] = row[1]
-        if hist.sum() == 0:
+        if hists[column].sum() == 0:
             return float("nan")
-        return scoring.stability_from_counts(reference, edges, hist)
+        return scoring.stability_from_counts(reference, binned[column], hists[column])
 
     return scoring.monitoring_report(model, settings, psi)
 
