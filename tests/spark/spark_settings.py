@@ -5,9 +5,9 @@ from __future__ import annotations
 from churnml.config import SparkConfig
 
 # Small shuffles and no UI: the tests' tables hold thousands of rows, not millions. The status
-# store keeps every SQL execution's plan, and a feature build's plan text is large: hundreds
-# of them filled a 2 GB heap (the JVM spent 40 % of a test session in full GCs), so it keeps
-# only the last few.
+# store keeps only the last few SQL executions (a feature build's plans are large). A 2 GB
+# driver spent 40 % of a session in full GCs by the second scoring run (the old generation
+# held over 1.5 GB of long[] pages it could not free): 4 GB.
 TEST_SPARK = SparkConfig(
     master="local[2]",
     app_name="churnml-tests",
@@ -17,7 +17,7 @@ TEST_SPARK = SparkConfig(
         "spark.sql.shuffle.partitions": "2",
         "spark.default.parallelism": "2",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
-        "spark.driver.memory": "2g",
+        "spark.driver.memory": "4g",
         "spark.sql.ui.retainedExecutions": "5",
         "spark.ui.retainedJobs": "20",
         "spark.ui.retainedStages": "20",
