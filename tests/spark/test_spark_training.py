@@ -89,3 +89,14 @@ def test_negatives_down_sampled_on_spark_carry_weights(spark, spark_training, si
     assert (train["label"] == 1).sum() == ((full["split"] == "train") & (full["label"] == 1)).sum()
     kept = len(negatives) / ((full["split"] == "train") & (full["label"] == 0)).sum()
     assert 0.2 < kept < 0.3
+
+
+def test_time_to_churn_model_on_remote_spark_data_is_refused_upfront() -> None:
+    """It reads customers with DuckDB: refused by the settings check, not mid-run."""
+    from churnml.settings import SettingsError, check_settings
+
+    remote = ["data.path=hdfs:///telco/raw", "features.engine=spark", "run_dir=unused"]
+    with pytest.raises(SettingsError, match=r"hazard\.enabled=True"):
+        check_settings(compose_config("train", remote))
+    check_settings(compose_config("train", [*remote, "hazard.enabled=false"]))
+    check_settings(compose_config("train", ["data.path=/data/telco", "features.engine=spark"]))
