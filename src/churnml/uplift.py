@@ -300,7 +300,7 @@ def calibration_table(
             "campaign_id": np.asarray(campaign_id).astype(str),
         }
     )
-    n_bins = max(1, min(bins, len(frame) // 50))
+    n_bins = min(bins, max(2, len(frame) // 50))  # about 50 rows a bin, at least 2 bins
     order = np.argsort(frame["raw"].to_numpy(), kind="stable")
     frame["bin"] = 0
     frame.loc[frame.index[order], "bin"] = np.arange(len(frame)) * n_bins // max(len(frame), 1)
