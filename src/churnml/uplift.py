@@ -20,6 +20,14 @@ time: trained on the earlier campaigns, judged on the later ones by the Qini coe
 area between the Qini curve and random targeting), against random targeting and against
 targeting by churn risk. The chosen learner is then refit on every campaign and registered
 in MLflow as `<churn model name>_uplift`.
+
+A learner's raw uplift is several times too wide (two noisy churn models subtracted). The
+chosen learner, as trained on the earlier campaigns, is calibrated on the later ones: a
+linear shrinkage (slope in [0, 1]) of its predictions onto the treatment-minus-control
+effects observed per bin of predicted uplift, registered with the model. Scoring's uplift is
+that calibrated value bounded by what is possible ([p0 - 1, p0], p0 the churn probability
+without a contact), and "do not contact" needs evidence: the calibrated uplift below
+-harm_threshold with its one-sided upper bound below zero.
 """
 
 from __future__ import annotations
