@@ -807,17 +807,14 @@ def run_uplift(cfg) -> UpliftResult:
             else float(cfg.evaluation.offer_cost)
         )
         value = evaluation.scores["monthly_revenue"].to_numpy(float) * cfg.evaluation.months_kept
-        # The contact list's own order on the held-out rows: incremental profit from the
-        # cross-fitted calibrated uplift, "do not contact" last.
-        profit = expected_incremental_profit(
-            held_out.uplift,
+        contact_order = contact_list_order(
+            held_out,
             evaluation.scores["monthly_revenue"].to_numpy(float),
             cfg.evaluation.months_kept,
             offer_cost,
             acceptance_rate,
             cfg.evaluation.contact_cost,
         )
-        contact_order = np.where(held_out.do_not_contact, -np.inf, profit)
         metrics["test_qini_contact_list"] = qini_curve(
             contact_order, *_outcomes(evaluation.scores)
         ).coefficient
@@ -911,6 +908,22 @@ def _named(tracking_cfg, name: str):
     from dataclasses import replace
 
     return replace(tracking_cfg, registered_model_name=name)
+
+
+def contact_list_order(
+    held_out: HeldOutCalibration,
+    monthly_revenue: np.ndarray,
+    months_kept: float,
+    offer_cost: float,
+    acceptance_rate: float,
+    contact_cost: float,
+) -> np.ndarray:
+    """The contact list's own order on the held-out rows (higher first): the incremental
+    profit of the cross-fitted calibrated uplift, "do not contact" last."""
+    profit = expected_incremental_profit(
+        held_out.uplift, monthly_revenue, months_kept, offer_cost, acceptance_rate, contact_cost
+    )
+    return np.where(held_out.do_not_contact, -np.inf, profit)
 
 
 def _true_uplift(dataset_dir: Path, scores: pd.DataFrame, horizon: int) -> pd.DataFrame | None:
