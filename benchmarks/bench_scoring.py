@@ -61,18 +61,20 @@ def main() -> None:
     args = parser.parse_args()
     name = args.name or args.dataset_dir.name
     data = [f"data.path={args.dataset_dir}", f"data.name={name}"]
-    if args.model:
-        data.append(f"tracking.registered_model_name={args.model}")
+    model = [f"tracking.registered_model_name={args.model}"] if args.model else []
     if args.train:
         wall, rss, _ = _timed(["train", *data, "sampling.scheme=single_split"])
         print(f"trained in {wall:.0f} s, peak {rss:,.0f} MiB", flush=True)
+    else:  # as training would: the tables pass once, so the second run finds their verdicts
+        wall, _, _ = _timed(["validate", *data])
+        print(f"validated in {wall:.0f} s", flush=True)
 
     rows = []
     for label, extra in (
         ("cold validation (validation.cache=false)", ["validation.cache=false"]),
-        ("after training on the same extract (verdict cache)", []),
+        ("tables unchanged since they passed (after training or `churnml validate`)", []),
     ):
-        wall, rss, log = _timed(["score", *data, *extra])
+        wall, rss, log = _timed(["score", *data, *model, *extra])
         scored = re.search(r"Scored ([0-9,]+) customers", log)
         scored = int(scored.group(1).replace(",", "")) if scored else None
         rows.append((label, wall, rss, scored, _stage_times(log)))
@@ -92,6 +94,8 @@ def main() -> None:
         rate = f"{scored / wall:,.0f}" if scored else "?"
         count = f"{scored:,}" if scored else "?"
         lines.append(f"| {label} | {wall:.1f} s | {count} | {rate} | {rss:,.0f} MiB | {stages} |")
+    if args.model:
+        lines += ["", f"Scored with `{args.model}`, another dataset's champion."]
     lines += ["", "Target: 3,333 customers a second or more, in 8 GB or less.", ""]
     text = "\n".join(lines)
     print(text)
