@@ -383,3 +383,13 @@ def test_do_not_contact_share_near_the_truth_when_contacts_change_nothing(
     assert held.calibration.slope < 0.8, m
     assert m["test_uplift_sd_calibrated"] < 0.75 * m["test_uplift_sd_raw"], m
     assert held.uplift.shape == (len(evaluation.scores),)
+
+
+def test_a_model_whose_calibration_is_flat_does_not_steer_the_contact_list():
+    from churnml.uplift import ranks_better
+
+    metrics = {"test_qini_x_learner": 0.01, "test_qini_risk": -0.004, "test_qini_random": 0.0}
+    assert ranks_better(metrics, "x_learner", calibration_slope=0.6)
+    assert not ranks_better(metrics, "x_learner", calibration_slope=0.0)
+    assert not ranks_better({**metrics, "test_qini_risk": 0.02}, "x_learner", 0.6)
+    assert not ranks_better({**metrics, "test_qini_random": 0.02}, "x_learner", 0.6)

@@ -622,6 +622,19 @@ def uplift_model_name(cfg) -> str:
     return f"{cfg.tracking.registered_model_name}{cfg.uplift.model_suffix}"
 
 
+def ranks_better(metrics: dict[str, float], learner: str, calibration_slope: float) -> bool:
+    """Whether an uplift model should steer the contact list: its Qini on the later campaigns
+    beats churn-risk and random targeting, and its calibration there kept some of its spread. A
+    slope of 0 means the later campaigns showed no link between its predictions and the effects
+    observed: calibrated, it gives everyone the same uplift and ranks no one."""
+    qini = metrics[f"test_qini_{learner}"]
+    return (
+        qini > metrics["test_qini_risk"]
+        and qini > metrics["test_qini_random"]
+        and calibration_slope > 0
+    )
+
+
 def _champion(cfg):
     """The churn champion (model, version) or None."""
     from churnml.tracking import NoChampionError, load_registered_model
@@ -844,10 +857,7 @@ def run_uplift(cfg) -> UpliftResult:
             "churn_champion_version": champion[1] if champion else None,
             "calibration_slope": held_out.calibration.slope,
         }
-        beats = (
-            metrics[f"test_qini_{chosen}"] > metrics["test_qini_risk"]
-            and metrics[f"test_qini_{chosen}"] > metrics["test_qini_random"]
-        )
+        beats = ranks_better(metrics, chosen, held_out.calibration.slope)
         tracking.log_params(
             {
                 "learner": chosen,
