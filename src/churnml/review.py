@@ -595,20 +595,14 @@ def settings_from(cfg) -> Settings:
 def run_review(cfg) -> ReviewResult:
     """Review every campaign of the dataset; skipped (one log line) without a campaigns table."""
     from churnml import tracking
-    from churnml.jobs import _job_run
-    from churnml.validation import check_dataset, validation_limits
+    from churnml.jobs import _check_events, _job_run
 
     dataset_dir = require_dataset(cfg.data.path)
     if read_campaigns(dataset_dir) is None:
         log.info("review: skipped, table campaigns not found in %s", dataset_dir)
         return ReviewResult(None, None, [f"no campaigns table in {dataset_dir}: nothing to review"])
     if cfg.validation.enabled:
-        check_dataset(
-            dataset_dir,
-            docs_dir=Path(cfg.run_dir) / "validation",
-            chunk_rows=cfg.validation.chunk_rows,
-            limits=validation_limits(cfg.validation),
-        )
+        _check_events(cfg, dataset_dir, Path(cfg.run_dir))
     settings = settings_from(cfg)
     with _job_run(cfg, "review") as run_id:
         rows = load_review_rows(dataset_dir, list(cfg.label.reasons), settings, cfg.features)

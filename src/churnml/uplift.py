@@ -761,13 +761,15 @@ def run_uplift(cfg) -> UpliftResult:
     """Train, judge out of time, and register the uplift model (skipped without campaigns)."""
     from churnml import review, tracking
     from churnml.features.resolve import resolve_feature_params
-    from churnml.jobs import _job_run
+    from churnml.jobs import _check_events, _job_run
 
     dataset_dir = Path(cfg.data.path)
     campaigns = review.read_campaigns(review.require_dataset(dataset_dir))
     if campaigns is None:
         log.info("uplift: skipped, table campaigns not found in %s", dataset_dir)
         return UpliftResult(None, None, None, None, None, {}, "no campaigns table: skipped")
+    if cfg.validation.enabled:  # before anything is written
+        _check_events(cfg, dataset_dir, Path(cfg.run_dir))
     settings = review.settings_from(cfg)
     settings = review.Settings(**{**settings.__dict__, "months": (cfg.uplift.horizon_months,)})
     with _job_run(cfg, "uplift") as run_id:
