@@ -34,7 +34,10 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def make_train_config(tmp_path: Path) -> Callable[..., TrainConfig]:
-    """Build a typed training config whose paths, MLflow store and run dir are under tmp_path."""
+    """Build a typed training config whose paths, MLflow store and run dir are under tmp_path.
+
+    The time-to-churn model is off (`trained_project` and the hazard tests train it): these
+    tests are about the churn model, and the second model would double their time."""
 
     def build(dataset: Path, *overrides: str, root: Path | None = None) -> TrainConfig:
         root = root or tmp_path
@@ -46,6 +49,7 @@ def make_train_config(tmp_path: Path) -> Callable[..., TrainConfig]:
                 f"data.path={dataset}",
                 "data.name=test",
                 "explain.max_rows=2000",
+                "hazard.enabled=false",
                 *overrides,
             ],
         )

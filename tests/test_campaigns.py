@@ -185,6 +185,34 @@ def test_review_says_when_a_campaign_raised_churn_or_is_too_small():
     assert review.compare_groups(half, 3, settings)["per_contact"] == pytest.approx(0.4)
 
 
+def test_saved_customers_are_valued_at_lifetime_value_when_it_is_known():
+    """Two customers saved of 100 treated: at 12 months of EUR 20, EUR 480; at a lifetime
+    value of EUR 150 each, EUR 300. Costs do not depend on the basis."""
+    n_t, n_c = 100, 100
+    rows = pd.DataFrame(
+        {
+            "campaign_id": "C1",
+            "group": ["treatment"] * n_t + ["control"] * n_c,
+            "churned_3m": [1.0] * 8 + [0.0] * 92 + [1.0] * 10 + [0.0] * 90,
+            "contacted": [True] * 50 + [False] * 150,
+            "accepted": pd.array([True] * 10 + [False] * 40 + [pd.NA] * 150, dtype="boolean"),
+            "offer_cost": 30.0,
+            "monthly_revenue": 20.0,
+            "lifetime_value": 150.0,
+        }
+    )
+    months = review._money(rows, -0.02, review.Settings(months_kept=12, contact_cost=2))
+    assert months["customers_saved"] == pytest.approx(2.0)
+    assert months["revenue_saved"] == pytest.approx(480.0)
+    assert months["cost"] == pytest.approx(10 * 30 + 50 * 2)
+    lifetime = review.Settings(months_kept=12, contact_cost=2, value_basis=review.LIFETIME_VALUE)
+    valued = review._money(rows, -0.02, lifetime)
+    assert valued["revenue_saved"] == pytest.approx(300.0)
+    assert valued["cost"] == months["cost"]
+    assert "lifetime value" in review.value_basis_text(lifetime, "m_hazard v1", 12)
+    assert "12 months of revenue" in review.value_basis_text(review.Settings(), None, None)
+
+
 @pytest.mark.slow
 def test_review_job_writes_an_escaped_report_and_skips_without_campaigns(
     campaign_dataset: Path, tmp_path: Path
@@ -209,6 +237,8 @@ def test_review_job_writes_an_escaped_report_and_skips_without_campaigns(
     assert "RET-2024-04" in page and "too small to tell" in page
     assert result.coverage is not None and result.coverage >= 0.9
     assert any(s.startswith("All campaigns:") for s in result.sentences)
+    # No time-to-churn model in this registry: 12 months of revenue, and the report says so.
+    assert "12 months of revenue (no time-to-churn model registered)" in page
     assert (tmp_path / "reports" / f"campaign_review_{result.run_id}.html").exists()
     # Every value is escaped: a hostile campaign id stays text.
     tables = {

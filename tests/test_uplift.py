@@ -164,11 +164,20 @@ def test_uplift_model_targets_better_than_churn_risk(uplift_data):
     assert chosen > metrics["test_qini_random"], metrics
     truth = uplift._true_uplift(out, evaluation.scores, 3)
     value = evaluation.scores["monthly_revenue"].to_numpy(float) * 12
-    compared = uplift.compare_targeting(evaluation, value, 0.3, truth)
-    assert (
-        compared["test_true_value_per_contact_uplift"]
-        > compared["test_true_value_per_contact_risk"]
-    ), compared
+    # The contact list's own order: incremental profit of the calibrated, bounded uplift
+    # (each half of the later campaigns calibrated on the other).
+    held = uplift.calibrate_held_out(evaluation, evaluation.chosen, 10, 0.95, 0.01, truth)
+    order = uplift.contact_list_order(
+        held, evaluation.scores["monthly_revenue"].to_numpy(float), 12, 30.0, 0.4, 2.0
+    )
+    compared = uplift.compare_targeting(
+        evaluation, value, 0.3, truth["uplift"], extra={"contact_list": order}
+    )
+    for ranking in ("uplift", "contact_list"):
+        assert (
+            compared[f"test_true_value_per_contact_{ranking}"]
+            > compared["test_true_value_per_contact_risk"]
+        ), compared
     # Earlier campaigns train, later ones test.
     assert max(evaluation.train_campaigns) < min(evaluation.test_campaigns)
 
@@ -221,9 +230,166 @@ def test_uplift_job_registers_and_scoring_ranks_by_it(
     assert {"uplift", "expected_incremental_profit"} <= set(scores.columns)
     assert scores["uplift"].notna().all()
     assert scores["priority_rank"].tolist() == list(range(1, len(scores) + 1))
-    harmful = scores["uplift"] < -0.01
-    assert (scores.loc[harmful, "action"] == uplift.DO_NOT_CONTACT).all()
+    assert {"calibration_slope", "test_do_not_contact_share"} <= set(trained.metrics)
+    # "do not contact" only below -harm_threshold (and on the evidence), never called.
+    harmful = scores["action"] == uplift.DO_NOT_CONTACT
+    assert (scores.loc[harmful, "uplift"] < -0.01).all()
     contacts = pd.read_csv(result.contact_list_path)
     assert "uplift" in contacts.columns
     assert not contacts["customer_id"].isin(scores.loc[harmful, "customer_id"]).any()
     assert contacts["expected_incremental_profit"].is_monotonic_decreasing
+    # The review now values saved customers at the time-to-churn model's lifetime value.
+    reviewed = review.run_review(
+        compose_config(
+            "review",
+            [*common, f"run_dir={tmp_path}/logs/review", "review.causes_from_champion=false"],
+        )
+    )
+    page = reviewed.report_path.read_text()
+    assert "lifetime value (expected discounted margin over 12 months, from" in page
+    assert "churnml_tiny_hazard v1" in page
+
+
+def _over_confident_rows(n: int, seed: int, widen: float) -> pd.DataFrame:
+    """Randomized rows whose true uplift is 0.04 x z (z standard normal) around a no-contact
+    churn of 0.3, and a predictor `widen` times too wide plus noise of the same size."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal(n)
+    true = 0.04 * z
+    treated = rng.random(n) < 0.5
+    churned = rng.random(n) < np.where(treated, 0.3 - true, 0.3)
+    raw = widen * true + rng.normal(0.0, widen * 0.04, n)
+    return pd.DataFrame(
+        {
+            "raw": raw,
+            "true": true,
+            "treated": treated,
+            "churned": churned.astype(float),
+            "campaign_id": np.where(np.arange(n) % 2 == 0, "A", "B"),
+            "customer_id": [f"c{i}" for i in range(n)],
+        }
+    )
+
+
+def test_calibration_shrinks_an_over_confident_predictor():
+    """A predictor 5x too wide (and noisy) is shrunk onto the effects treatment and control
+    show: the slope near the truth's (0.1: the truth over the raw, noise included), the spread
+    of the calibrated uplift near the truth's, not the raw's."""
+    rows = _over_confident_rows(20_000, 3, widen=5.0)
+    table = uplift.calibration_table(
+        rows["raw"], rows["treated"], rows["churned"], rows["campaign_id"], 10, rows["true"]
+    )
+    assert len(table) == 10 and table["rows"].sum() == len(rows)
+    assert table["mean_prediction"].is_monotonic_increasing
+    calibration = uplift.fit_calibration(table)
+    # E[true | raw] = raw x var(true) / var(raw) = raw x 0.04^2 x 5 / (2 x 25 x 0.04^2) = 0.1 raw
+    assert 0.03 < calibration.slope < 0.2, calibration
+    assert calibration.slope == calibration.raw_slope
+    assert abs(calibration.intercept) < 0.01
+    calibrated = calibration.apply(rows["raw"])
+    assert calibrated.std() < 0.3 * rows["raw"].std()
+    # The calibrated bins sit on the truth, the raw ones five times off.
+    bins = calibration.apply(table["mean_prediction"])
+    assert np.abs(bins - table["true_effect"]).max() < 0.02
+    assert np.abs(table["mean_prediction"] - table["true_effect"]).max() > 0.15
+    # The error grows away from the bins' centre, and is small where the data are.
+    se = calibration.standard_error(np.array([0.0, 1.0]))
+    assert 0 < se[0] < se[1] and se[0] < 0.01
+
+
+def test_calibration_never_widens_and_drops_a_wrong_sign():
+    """A slope above 1 (a predictor too narrow) is held at 1, and a predictor of the wrong
+    sign gets slope 0: every customer then has the held-out campaigns' mean effect."""
+    narrow = _over_confident_rows(20_000, 4, widen=0.5)
+    table = uplift.calibration_table(
+        narrow["raw"], narrow["treated"], narrow["churned"], narrow["campaign_id"], 10
+    )
+    calibration = uplift.fit_calibration(table)
+    assert calibration.raw_slope > 1 and calibration.slope == 1.0
+    wrong = uplift.calibration_table(
+        -narrow["raw"], narrow["treated"], narrow["churned"], narrow["campaign_id"], 10
+    )
+    flat = uplift.fit_calibration(wrong)
+    assert flat.raw_slope < 0 and flat.slope == 0.0
+    assert np.ptp(flat.apply(narrow["raw"])) == 0.0
+    assert abs(flat.intercept) < 0.02  # the mean effect is zero
+    with pytest.raises(uplift.TrainingError, match="at least 2 bins"):
+        uplift.fit_calibration(table.head(1))
+
+
+def test_uplift_is_bounded_by_the_no_contact_churn_probability():
+    rng = np.random.default_rng(0)
+    p0 = rng.random(1000)
+    bounded = uplift.bound_uplift(rng.normal(0, 2, 1000), p0)
+    assert (bounded <= p0).all() and (bounded >= p0 - 1).all()
+    assert uplift.bound_uplift(np.array([0.5, -0.5, 0.05]), np.array([0.1, 0.2, 0.1])).tolist() == (
+        pytest.approx([0.1, -0.5, 0.05])
+    )
+    # A fitted model's uplift, even under a calibration pushing it far up, stays possible.
+    rows = _over_confident_rows(800, 5, widen=5.0)
+    rows["x"] = rows["raw"]
+    model = uplift.fit_uplift(rows, ["x"], "t_learner", rounds=5, seed=1)
+    with pytest.raises(uplift.TrainingError, match="no out-of-time calibration"):
+        model.predict_uplift(rows)
+    model.calibration = uplift.UpliftCalibration(
+        0.9, 1.0, 1.0, ((1e-4, 0.0), (0.0, 0.0)), pd.DataFrame()
+    )
+    effect, se = model.predict_effect(rows)
+    p_no_contact = model.predict_outcomes(rows)[0]
+    assert (effect <= p_no_contact + 1e-12).all() and (effect < 0.9).all()
+    assert se == pytest.approx(0.01)
+
+
+def test_do_not_contact_needs_evidence_not_a_negative_point_estimate():
+    u = np.array([-0.05, -0.05, -0.005, 0.02])
+    se = np.array([0.01, 0.05, 0.001, 0.01])
+    # Harm of 5 points sure to 1.6 sd: yes; the same with an error of 5 points: no; a harm
+    # below harm_threshold: no; a gain: no.
+    assert uplift.do_not_contact(u, se, 0.95, 0.01).tolist() == [True, False, False, False]
+
+
+@pytest.mark.slow
+def test_do_not_contact_share_near_the_truth_when_contacts_change_nothing(
+    tmp_path_factory: pytest.TempPathFactory,
+):
+    """Campaigns whose contacts change nothing (campaign_effect_scale=0): the truth pushes
+    no one out. A negative raw uplift marks a large share "do not contact"; the calibrated
+    uplift with its evidence rule marks (nearly) none, and its spread is a fraction of the
+    raw one. Measured on the later campaigns, each half calibrated on the other."""
+    from dataclasses import replace
+
+    out = tmp_path_factory.mktemp("raw") / "no_effect"
+    simulate_dataset(
+        replace(UPLIFT_SIMULATION, name="no_effect", n_customers=5_000, campaign_effect_scale=0.0),
+        out,
+    )
+    rows = review.load_review_rows(
+        out, ["voluntary", "port_out"], review.Settings(months=(3,)), FeatureParams()
+    )
+    frame = uplift.campaign_training_rows(rows, 3)
+    features = uplift.uplift_features(
+        out, frame[["customer_id", "cutoff"]], review.read_campaigns(out), FeatureParams()
+    )
+    columns = [c for c in features.columns if c not in ("customer_id", "cutoff", "value_tier")]
+    data = pd.concat([frame.reset_index(drop=True), features[columns]], axis=1)
+    evaluation = uplift.evaluate_learners(data, columns, 0.3, 50, 1)
+    truth = uplift._true_uplift(out, evaluation.scores, 3)
+    held = uplift.calibrate_held_out(evaluation, evaluation.chosen, 10, 0.95, 0.01, truth)
+    m = held.metrics
+    assert m["test_true_pushed_out_share"] == 0.0
+    assert m["test_do_not_contact_share_raw"] > 0.2, m
+    assert m["test_do_not_contact_share"] <= 0.05, m
+    # Shrunk (the halves' slopes are noisy: about 0.35 of standard error each).
+    assert held.calibration.slope < 0.8, m
+    assert m["test_uplift_sd_calibrated"] < 0.75 * m["test_uplift_sd_raw"], m
+    assert held.uplift.shape == (len(evaluation.scores),)
+
+
+def test_a_model_whose_calibration_is_flat_does_not_steer_the_contact_list():
+    from churnml.uplift import ranks_better
+
+    metrics = {"test_qini_x_learner": 0.01, "test_qini_risk": -0.004, "test_qini_random": 0.0}
+    assert ranks_better(metrics, "x_learner", calibration_slope=0.6)
+    assert not ranks_better(metrics, "x_learner", calibration_slope=0.0)
+    assert not ranks_better({**metrics, "test_qini_risk": 0.02}, "x_learner", 0.6)
+    assert not ranks_better({**metrics, "test_qini_random": 0.02}, "x_learner", 0.6)

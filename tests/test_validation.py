@@ -424,6 +424,7 @@ def test_scores_check_names_every_broken_rule() -> None:
 def test_parquet_footer_proves_range_rules_and_a_file_without_statistics_is_scanned(
     tmp_path: Path,
 ) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from churnml.io import connect, table_path
@@ -439,6 +440,9 @@ def test_parquet_footer_proves_range_rules_and_a_file_without_statistics_is_scan
     scan = plan(path)
     proven = {r.rule for r in scan.proven if r.column == "started_at"}
     assert proven == {"not null", "not after as_of"}
+    # Null counts prove not-null for a column of any type: text and flags too.
+    not_null = {r.column for r in scan.proven if r.rule == "not null"}
+    assert {"customer_id", "kind", "direction", "dropped"} <= not_null
     assert "not after as_of" not in {r.rule for r in scan.rules if r.column == "started_at"}
     # Without statistics nothing is proven and every rule is scanned, with the same verdict.
     table = pq.read_table(path / "calls.parquet")
@@ -451,6 +455,16 @@ def test_parquet_footer_proves_range_rules_and_a_file_without_statistics_is_scan
     broken.mutate(write_tiny_dataset(tmp_path / "late"))
     report = validate_dataset(tmp_path / "late", tables=["calls"])
     assert [_key(f) for f in report.failures] == [("calls", "started_at", "not after as_of", 1)]
+    # A null in a text column shows in its null count: that rule is scanned and the row found.
+    late = tmp_path / "late"
+    table = pq.read_table(write_tiny_dataset(late) / "calls.parquet")
+    kinds = table.column("kind").to_pylist()
+    kinds[3] = None
+    table = table.set_column(table.schema.get_field_index("kind"), "kind", pa.array(kinds))
+    pq.write_table(table, late / "calls.parquet")
+    assert "not null" in {r.rule for r in plan(late).rules if r.column == "kind"}
+    report = validate_dataset(late, tables=["calls"])
+    assert ("calls", "kind", "not null", 1) in [_key(f) for f in report.failures]
 
 
 def test_scores_check_covers_the_optional_time_to_churn_columns() -> None:

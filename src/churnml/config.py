@@ -386,13 +386,17 @@ class UpliftConfig:
     horizon_months: int = 3  # churn within this many months of the campaign
     learner: str = "auto"  # auto (chosen out of time), t_learner or x_learner
     test_share: float = 0.3  # the latest share of campaigns judges the learners
-    rounds: int = 200  # LightGBM boosting rounds of each model
+    rounds: int = 50  # LightGBM boosting rounds of each model (200 learnt mostly noise)
     # Fewer treatment or control rows than this (in training) is too little to learn from.
     min_group_rows: int = 20
     # The share of a ranking contacted when comparing uplift with risk targeting.
     capacity_share: float = 0.3
-    # Scoring: uplift below minus this gets "do not contact".
+    # Calibration on the later campaigns: bins of raw predicted uplift (equal counts).
+    calibration_bins: int = 10
+    # Scoring: "do not contact" when the calibrated uplift is below minus harm_threshold and
+    # its one-sided harm_confidence upper bound is below zero (the evidence says it harms).
     harm_threshold: float = 0.01
+    harm_confidence: float = 0.95
     # Registered as <tracking.registered_model_name><suffix>, beside the churn model.
     model_suffix: str = "_uplift"
 
@@ -424,6 +428,9 @@ class ReviewJobConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    # Saved customers are valued at the time-to-churn model's lifetime value when one is
+    # registered (its margin and discount settings).
+    hazard: HazardConfig = field(default_factory=HazardConfig)
     run_dir: str = MISSING
 
 

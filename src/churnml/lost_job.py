@@ -30,7 +30,7 @@ from churnml.io import (
     require_dataset,
     write_atomic,
 )
-from churnml.jobs import _job_run, longest_window_days
+from churnml.jobs import _check_events, _job_run, longest_window_days
 from churnml.lost import (
     ScoreHistory,
     ScoreSnapshot,
@@ -46,7 +46,6 @@ from churnml.lost import (
 from churnml.progress import progress
 from churnml.sampling import eligible_customers, event_table_starts
 from churnml.tracking import NoChampionError
-from churnml.validation import check_dataset, validation_limits
 from churnml.winback import WinbackUnavailable, run_winback
 
 log = logging.getLogger(__name__)
@@ -209,12 +208,7 @@ def run_lost(cfg: LostConfig) -> LostResult:
         )
     dataset_dir = require_dataset(cfg.data.path)
     if cfg.validation.enabled:
-        check_dataset(
-            dataset_dir,
-            docs_dir=Path(cfg.run_dir) / "validation",
-            chunk_rows=cfg.validation.chunk_rows,
-            limits=validation_limits(cfg.validation),
-        )
+        _check_events(cfg, dataset_dir, Path(cfg.run_dir))
     as_of = dataset_as_of(dataset_dir)
     date = parse_timestamp(cfg.scoring.date, "scoring.date") if cfg.scoring.date else as_of
     if date > as_of:

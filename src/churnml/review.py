@@ -54,6 +54,7 @@ RAISED, LOWERED, NO_EFFECT, TOO_SMALL = (
     "too small to tell",
 )
 NOT_YET = "follow-up not complete"
+MONTHS_OF_REVENUE, LIFETIME_VALUE = "months_of_revenue", "lifetime_value"
 POWER_Z = norm.ppf(0.8)  # 80 % power for the detectable effect
 
 
@@ -154,6 +155,9 @@ class Settings:
     months_kept: float = 12.0
     contact_cost: float = 2.0
     segments: tuple[str, ...] = ("offer", "channel", "value_tier", "cause_family")
+    # How a saved customer is valued: MONTHS_OF_REVENUE (monthly revenue x months_kept) or
+    # LIFETIME_VALUE (the rows' `lifetime_value`, from the time-to-churn model).
+    value_basis: str = "months_of_revenue"
 
 
 def _stratum(part: pd.DataFrame, column: str) -> dict | None:
@@ -249,15 +253,22 @@ def compare_groups(
 
 
 def _money(rows: pd.DataFrame, difference: float, settings: Settings) -> dict:
-    """Customers and revenue saved (negative: lost), what the campaign cost, return on spend."""
+    """Customers and revenue saved (negative: lost), what the campaign cost, return on spend.
+
+    A saved customer is worth the treatment group's mean lifetime value at the campaign date
+    (`settings.value_basis` LIFETIME_VALUE) or its monthly revenue x `months_kept`."""
     treated = rows[rows["group"] == "treatment"]
     contacted = treated[treated["contacted"]]
     accepted = contacted["accepted"].fillna(False).astype(bool)
     cost = float(contacted.loc[accepted, "offer_cost"].fillna(0).sum())
     cost += settings.contact_cost * len(contacted)
     saved = -difference * len(treated) if np.isfinite(difference) else np.nan
-    revenue = float(np.nanmean(treated["monthly_revenue"])) if len(treated) else np.nan
-    revenue_saved = saved * revenue * settings.months_kept
+    if settings.value_basis == LIFETIME_VALUE:
+        per_customer = float(np.nanmean(treated["lifetime_value"])) if len(treated) else np.nan
+    else:
+        revenue = float(np.nanmean(treated["monthly_revenue"])) if len(treated) else np.nan
+        per_customer = revenue * settings.months_kept
+    revenue_saved = saved * per_customer
     return {
         "customers_saved": saved,
         "revenue_saved": revenue_saved,
@@ -412,6 +423,8 @@ class ReviewOutputs:
     sentences: list[str]
     figures: dict[str, plt.Figure] = field(default_factory=dict)
     currency: str = ""
+    # What a saved customer is worth, in words (value_basis_text).
+    value_basis: str = "monthly revenue x months kept"
 
 
 def render_review(outputs: ReviewOutputs) -> str:
@@ -434,7 +447,7 @@ def render_review(outputs: ReviewOutputs) -> str:
         "reached or not); negative means the campaign kept customers. <i>per contact</i>: the "
         "difference divided by the share of the treatment group actually reached. "
         "<i>detectable</i>: the smallest difference these groups could show (80 % power). "
-        f"Money in {money}: revenue saved = customers saved x monthly revenue x months kept; "
+        f"Money in {money}: revenue saved = customers saved x {html.escape(outputs.value_basis)}; "
         "cost = accepted offers + contacts.</div>",
         "<h2>What the campaigns did</h2>",
         f"<ul>{sentences}</ul>",
@@ -517,6 +530,46 @@ def causes_at_campaigns(dataset_dir: Path, rows: pd.DataFrame, cfg) -> pd.Series
     return pd.Series(reasons["main_cause"].fillna("none").to_numpy(), index=rows.index)
 
 
+def lifetime_values_at_campaigns(cfg, dataset_dir: Path, rows: pd.DataFrame):
+    """Each campaign customer's lifetime value at the campaign date from the registered
+    time-to-churn model (features from rows before the date; its margin and discount from
+    the `hazard` settings), with the model's name and version; None when no such model is
+    registered for the dataset (or `hazard.enabled` is false)."""
+    from churnml.hazard import lifetime_value
+    from churnml.hazard_job import load_for_scoring
+
+    hazard = load_for_scoring(cfg)
+    if hazard is None:
+        return None
+    spine = pd.DataFrame(
+        {
+            "customer_id": rows["customer_id"].astype(str).to_numpy(),
+            "cutoff": pd.to_datetime(rows["assigned_at"]).dt.normalize().astype("datetime64[us]"),
+        }
+    )
+    features = build_features(
+        dataset_dir, spine, FeatureParams(**hazard.model.settings["features"])
+    )
+    revenue = pd.to_numeric(features[cfg.scoring.revenue_feature], errors="coerce")
+    values = lifetime_value(
+        hazard.model.survival(features),
+        revenue.to_numpy(float),
+        cfg.hazard.margin_rate,
+        cfg.hazard.annual_discount_rate,
+    )
+    return pd.Series(values, index=rows.index), f"{hazard.name} v{hazard.version}"
+
+
+def value_basis_text(settings: Settings, model: str | None, months: int | None) -> str:
+    """What a saved customer is worth, in words, for the report and the run."""
+    if settings.value_basis == LIFETIME_VALUE:
+        return (
+            f"lifetime value (expected discounted margin over {months} months, from {model}, "
+            "the treatment group's mean at the campaign date)"
+        )
+    return f"{settings.months_kept:g} months of revenue (no time-to-churn model registered)"
+
+
 @dataclass
 class ReviewResult:
     """What `churnml review` prints."""
@@ -542,20 +595,14 @@ def settings_from(cfg) -> Settings:
 def run_review(cfg) -> ReviewResult:
     """Review every campaign of the dataset; skipped (one log line) without a campaigns table."""
     from churnml import tracking
-    from churnml.jobs import _job_run
-    from churnml.validation import check_dataset, validation_limits
+    from churnml.jobs import _check_events, _job_run
 
     dataset_dir = require_dataset(cfg.data.path)
     if read_campaigns(dataset_dir) is None:
         log.info("review: skipped, table campaigns not found in %s", dataset_dir)
         return ReviewResult(None, None, [f"no campaigns table in {dataset_dir}: nothing to review"])
     if cfg.validation.enabled:
-        check_dataset(
-            dataset_dir,
-            docs_dir=Path(cfg.run_dir) / "validation",
-            chunk_rows=cfg.validation.chunk_rows,
-            limits=validation_limits(cfg.validation),
-        )
+        _check_events(cfg, dataset_dir, Path(cfg.run_dir))
     settings = settings_from(cfg)
     with _job_run(cfg, "review") as run_id:
         rows = load_review_rows(dataset_dir, list(cfg.label.reasons), settings, cfg.features)
@@ -563,6 +610,14 @@ def run_review(cfg) -> ReviewResult:
             causes = causes_at_campaigns(dataset_dir, rows, cfg)
             if causes is not None:
                 rows["cause_family"] = causes
+        valued = lifetime_values_at_campaigns(cfg, dataset_dir, rows)
+        value_model, value_months = None, None
+        if valued is not None:
+            rows["lifetime_value"], value_model = valued
+            value_months = cfg.hazard.months
+            settings = Settings(**{**settings.__dict__, "value_basis": LIFETIME_VALUE})
+        basis = value_basis_text(settings, value_model, value_months)
+        log.info("review: saved customers valued at %s", basis)
         tables = review_campaigns(rows, settings)
         truth = read_truth(dataset_dir)
         coverage = None
@@ -577,6 +632,7 @@ def run_review(cfg) -> ReviewResult:
                 f"Simulated data: the 95 % intervals hold the simulator's true effect in "
                 f"{coverage:.0%} of {len(covered)} campaign-months."
             )
+        sentences.append(f"Saved customers are valued at {basis}.")
         card = {
             "dataset": cfg.data.name,
             "campaigns": str(rows["campaign_id"].nunique()),
@@ -584,6 +640,7 @@ def run_review(cfg) -> ReviewResult:
             "control share": f"{(rows['group'] == 'control').mean():.0%}",
             "follow-up": ", ".join(_months(k) for k in settings.months),
             "churn counted": ", ".join(cfg.label.reasons),
+            "a saved customer is worth": basis,
             "MLflow run": run_id,
         }
         outputs = ReviewOutputs(
@@ -593,6 +650,7 @@ def run_review(cfg) -> ReviewResult:
             sentences=sentences,
             figures={"effects": plot_campaign_effects(tables["campaigns"], longest)},
             currency=cfg.data.currency,
+            value_basis=basis,
         )
         page = render_review(outputs)
         report_path = Path(cfg.paths.reports_dir) / f"{cfg.review.report_name}.html"
@@ -609,6 +667,8 @@ def run_review(cfg) -> ReviewResult:
                 "min_group_size": settings.min_group_size,
                 "min_effect": settings.min_effect,
                 "reasons": ",".join(cfg.label.reasons),
+                "value_basis": settings.value_basis,
+                "value_model": value_model or "",
             }
         )
         overall = tables["segments"].iloc[0]

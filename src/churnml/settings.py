@@ -277,6 +277,8 @@ def check_settings(cfg: T) -> T:
         c.number("uplift.min_group_rows", up.min_group_rows, 1)
         c.number("uplift.capacity_share", up.capacity_share, 0, 1, strict_low=True)
         c.number("uplift.harm_threshold", up.harm_threshold, 0)
+        c.number("uplift.harm_confidence", up.harm_confidence, 0.5, 1, strict_low=True)
+        c.number("uplift.calibration_bins", up.calibration_bins, 2)
     review = getattr(cfg, "review", None)
     if review is not None:
         _check_review(c, cfg)

@@ -20,6 +20,14 @@ time: trained on the earlier campaigns, judged on the later ones by the Qini coe
 area between the Qini curve and random targeting), against random targeting and against
 targeting by churn risk. The chosen learner is then refit on every campaign and registered
 in MLflow as `<churn model name>_uplift`.
+
+A learner's raw uplift is several times too wide (two noisy churn models subtracted). The
+chosen learner, as trained on the earlier campaigns, is calibrated on the later ones: a
+linear shrinkage (slope in [0, 1]) of its predictions onto the treatment-minus-control
+effects observed per bin of predicted uplift, registered with the model. Scoring's uplift is
+that calibrated value bounded by what is possible ([p0 - 1, p0], p0 the churn probability
+without a contact), and "do not contact" needs evidence: the calibrated uplift below
+-harm_threshold with its one-sided upper bound below zero.
 """
 
 from __future__ import annotations
@@ -145,6 +153,7 @@ class UpliftModel:
         self.treatment_share = treatment_share
         self.models: dict[str, lgb.Booster] = {}
         self.settings: dict = {}
+        self.calibration: UpliftCalibration | None = None
 
     @property
     def feature_names(self) -> list[str]:
@@ -155,7 +164,8 @@ class UpliftModel:
         x = self.spec.prepare(features)
         return self.models["control"].predict(x), self.models["treatment"].predict(x)
 
-    def predict_uplift(self, features: pd.DataFrame) -> np.ndarray:
+    def predict_raw(self, features: pd.DataFrame) -> np.ndarray:
+        """The learner's own uplift, neither calibrated nor bounded (for choosing learners)."""
         x = self.spec.prepare(features)
         if self.learner == "t_learner":
             return self.models["control"].predict(x) - self.models["treatment"].predict(x)
@@ -163,6 +173,25 @@ class UpliftModel:
         tau_c = self.models["effect_control"].predict(x)
         e = self.treatment_share
         return e * tau_c + (1.0 - e) * tau_t
+
+    def predict_effect(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The calibrated uplift, bounded by what is possible, and its standard error.
+
+        Refuses a model without a calibration (registered before calibration existed): its
+        raw uplift is several times too wide to act on."""
+        calibration = getattr(self, "calibration", None)
+        if calibration is None:
+            raise TrainingError(
+                "this uplift model has no out-of-time calibration (trained before it "
+                "existed): run `churnml uplift` again"
+            )
+        raw = self.predict_raw(features)
+        p_no_contact = self.models["control"].predict(self.spec.prepare(features))
+        return bound_uplift(calibration.apply(raw), p_no_contact), calibration.standard_error(raw)
+
+    def predict_uplift(self, features: pd.DataFrame) -> np.ndarray:
+        """The calibrated, bounded uplift (what scoring and serving use)."""
+        return self.predict_effect(features)[0]
 
 
 def _fit_classifier(x: pd.DataFrame, y: np.ndarray, rounds: int, seed: int) -> lgb.Booster:
@@ -204,6 +233,215 @@ def fit_uplift(
         model.models["effect_treatment"] = _fit_regressor(x[treated], d_t, rounds, seed + 2)
         model.models["effect_control"] = _fit_regressor(x[~treated], d_c, rounds, seed + 3)
     return model
+
+
+# --- calibration and bounds ------------------------------------------------------------------
+
+
+def bound_uplift(uplift: np.ndarray, p_no_contact: np.ndarray) -> np.ndarray:
+    """Uplift within what is possible: a contact cannot lower churn by more than the churn
+    probability without one (p0), nor raise it by more than 1 - p0."""
+    p0 = np.clip(np.asarray(p_no_contact, float), 0.0, 1.0)
+    return np.clip(np.asarray(uplift, float), p0 - 1.0, p0)
+
+
+@dataclass
+class UpliftCalibration:
+    """A linear shrinkage of the raw uplift onto the effects observed on held-out campaigns:
+    `intercept + slope x raw`, with the covariance of the two for each prediction's error.
+
+    The slope is kept in [0, 1]: calibration may shrink a learner's spread, never widen it
+    (a slope above 1 on a few hundred control customers is noise, not a signal to amplify).
+    `raw_slope` is the fitted slope before that; `table` the bins it was fitted on."""
+
+    intercept: float
+    slope: float
+    raw_slope: float
+    covariance: tuple[tuple[float, float], tuple[float, float]]
+    table: pd.DataFrame
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        return self.intercept + self.slope * np.asarray(raw, float)
+
+    def standard_error(self, raw: np.ndarray) -> np.ndarray:
+        """Standard error of the calibrated uplift (of the mean effect at that raw score)."""
+        u = np.asarray(raw, float)
+        (c00, c01), (_, c11) = self.covariance
+        return np.sqrt(np.maximum(c00 + 2.0 * c01 * u + c11 * u * u, 0.0))
+
+
+def _bin_effect(part: pd.DataFrame) -> tuple[float, float, int, int]:
+    """Observed uplift (control churn - treatment churn) of one bin and its variance, within
+    each campaign and weighted by campaign size (as the review pools), so campaigns with
+    different control shares never mix their base rates."""
+    from churnml.review import _stratum
+
+    frame = part.assign(group=np.where(part["treated"], "treatment", "control"))
+    strata = [
+        s for _, p in frame.groupby("campaign_id", sort=False) if (s := _stratum(p, "churned"))
+    ]
+    if not strata:
+        return np.nan, np.nan, 0, 0
+    w = np.array([s["n_t"] + s["n_c"] for s in strata], float)
+    w /= w.sum()
+    effect = -float(sum(wi * s["raw"] for wi, s in zip(w, strata, strict=True)))
+    var = float(sum(wi**2 * s["var"] for wi, s in zip(w, strata, strict=True)))
+    return effect, var, sum(s["n_t"] for s in strata), sum(s["n_c"] for s in strata)
+
+
+def calibration_table(
+    raw: np.ndarray,
+    treated: np.ndarray,
+    churned: np.ndarray,
+    campaign_id: np.ndarray,
+    bins: int,
+    truth: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Held-out rows binned by raw predicted uplift (equal counts): per bin the mean
+    prediction, the observed treatment-minus-control effect (as a reduction) and its standard
+    error; with `truth` (simulated data), the mean true effect by assignment."""
+    frame = pd.DataFrame(
+        {
+            "raw": np.asarray(raw, float),
+            "treated": np.asarray(treated, bool),
+            "churned": np.asarray(churned, float),
+            "campaign_id": np.asarray(campaign_id).astype(str),
+        }
+    )
+    n_bins = min(bins, max(2, len(frame) // 50))  # about 50 rows a bin, at least 2 bins
+    order = np.argsort(frame["raw"].to_numpy(), kind="stable")
+    frame["bin"] = 0
+    frame.loc[frame.index[order], "bin"] = np.arange(len(frame)) * n_bins // max(len(frame), 1)
+    if truth is not None:
+        frame["truth"] = np.asarray(truth, float)
+    rows = []
+    for b, part in frame.groupby("bin", sort=True):
+        effect, var, n_t, n_c = _bin_effect(part)
+        row = {
+            "bin": int(b) + 1,
+            "rows": len(part),
+            "treatment": n_t,
+            "control": n_c,
+            "mean_prediction": float(part["raw"].mean()),
+            "observed_effect": effect,
+            "observed_se": float(np.sqrt(var)) if np.isfinite(var) else np.nan,
+        }
+        if truth is not None:
+            row["true_effect"] = float(part["truth"].mean())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fit_calibration(table: pd.DataFrame) -> UpliftCalibration:
+    """Weighted least squares of the observed effect on the mean prediction over the bins
+    (weights 1 / variance), its covariance widened by the bins' over-dispersion when the
+    points scatter more than their errors say; the slope kept in [0, 1]."""
+    usable = table[np.isfinite(table["observed_effect"]) & (table["observed_se"] > 0)]
+    if len(usable) < 2:
+        raise TrainingError(
+            f"the uplift calibration needs at least 2 bins of held-out customers with both "
+            f"treatment and control; found {len(usable)}"
+        )
+    x = usable["mean_prediction"].to_numpy(float)
+    y = usable["observed_effect"].to_numpy(float)
+    w = 1.0 / usable["observed_se"].to_numpy(float) ** 2
+    design = np.column_stack([np.ones_like(x), x])
+    information = design.T @ (design * w[:, None])
+    if np.linalg.cond(information) > 1e12:  # one raw value in every bin: no slope to fit
+        beta, covariance = np.array([np.average(y, weights=w), 0.0]), np.zeros((2, 2))
+        covariance[0, 0] = 1.0 / w.sum()
+        return UpliftCalibration(
+            float(beta[0]), 0.0, 0.0, _pair(covariance), table.reset_index(drop=True)
+        )
+    covariance = np.linalg.inv(information)
+    beta = covariance @ (design.T @ (w * y))
+    dof = len(y) - 2
+    dispersion = max(1.0, float(np.sum(w * (y - design @ beta) ** 2)) / dof) if dof > 0 else 1.0
+    raw_slope = float(beta[1])
+    slope = min(max(raw_slope, 0.0), 1.0)
+    if slope != raw_slope:  # the slope held at a bound: refit the intercept alone
+        intercept = float(np.average(y - slope * x, weights=w))
+        covariance = np.array([[1.0 / w.sum(), 0.0], [0.0, 0.0]])
+    else:
+        intercept = float(beta[0])
+    return UpliftCalibration(
+        intercept, slope, raw_slope, _pair(covariance * dispersion), table.reset_index(drop=True)
+    )
+
+
+def _pair(matrix: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    return (
+        (float(matrix[0, 0]), float(matrix[0, 1])),
+        (float(matrix[1, 0]), float(matrix[1, 1])),
+    )
+
+
+def do_not_contact(
+    uplift: np.ndarray, standard_error: np.ndarray, confidence: float, harm_threshold: float
+) -> np.ndarray:
+    """Who a contact harms on the evidence: the calibrated uplift below -harm_threshold and
+    its one-sided `confidence` upper bound below zero. A negative point estimate alone is
+    not evidence."""
+    from scipy.stats import norm
+
+    u = np.asarray(uplift, float)
+    upper = u + norm.ppf(confidence) * np.asarray(standard_error, float)
+    return (u < -harm_threshold) & (upper < 0.0)
+
+
+def cross_fitted_uplift(
+    raw: np.ndarray,
+    p_no_contact: np.ndarray,
+    treated: np.ndarray,
+    churned: np.ndarray,
+    campaign_id: np.ndarray,
+    customer_id: np.ndarray,
+    bins: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated, bounded uplift and its standard error for held-out rows, each half's
+    calibration fitted on the other half (halves by a hash of the customer id): figures on
+    the rows a calibration learnt from would flatter it."""
+    half = (
+        pd.util.hash_pandas_object(
+            pd.Series(np.asarray(customer_id).astype(str)), index=False
+        ).to_numpy()
+        % 2
+    ).astype(bool)
+    uplift, se = np.full(len(raw), np.nan), np.full(len(raw), np.nan)
+    raw, treated, churned = np.asarray(raw, float), np.asarray(treated), np.asarray(churned)
+    campaign_id, p0 = np.asarray(campaign_id), np.asarray(p_no_contact, float)
+    for fit_on in (half, ~half):
+        table = calibration_table(
+            raw[fit_on], treated[fit_on], churned[fit_on], campaign_id[fit_on], bins
+        )
+        calibration = fit_calibration(table)
+        other = ~fit_on
+        uplift[other] = bound_uplift(calibration.apply(raw[other]), p0[other])
+        se[other] = calibration.standard_error(raw[other])
+    return uplift, se
+
+
+def plot_uplift_calibration(table: pd.DataFrame, calibration: UpliftCalibration) -> plt.Figure:
+    """Observed effect per bin of predicted uplift (with 95 % bars), the fitted line, the
+    diagonal, and (simulated data) the true effect per bin."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    x = 100 * table["mean_prediction"]
+    ax.errorbar(
+        x, 100 * table["observed_effect"], yerr=196 * table["observed_se"], fmt="o",
+        label="observed (control - treatment churn)",
+    )  # fmt: skip
+    if "true_effect" in table:
+        ax.plot(x, 100 * table["true_effect"], "x", color="#d62728", label="simulator's truth")
+    grid = np.linspace(table["mean_prediction"].min(), table["mean_prediction"].max(), 20)
+    ax.plot(100 * grid, 100 * calibration.apply(grid), "-", color="#2ca02c",
+            label=f"calibration (slope {calibration.slope:.2f})")  # fmt: skip
+    ax.plot(100 * grid, 100 * grid, "--", color="#888", label="raw = observed")
+    ax.axhline(0, color="#bbb", lw=1)
+    ax.set_xlabel("predicted uplift, raw (points of churn)")
+    ax.set_ylabel("effect on the held-out campaigns (points)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 @dataclass
@@ -278,6 +516,7 @@ class UpliftEvaluation:
     chosen: str
     metrics: dict[str, float] = field(default_factory=dict)
     scores: pd.DataFrame | None = None  # the held-out rows with every ranking's score
+    models: dict[str, UpliftModel] = field(default_factory=dict)  # fitted on the earlier ones
 
 
 def split_campaigns(frame: pd.DataFrame, test_share: float) -> tuple[list[str], list[str]]:
@@ -309,10 +548,11 @@ def evaluate_learners(
     train_ids, test_ids = split_campaigns(frame, test_share)
     train = frame[frame["campaign_id"].isin(train_ids)]
     test = frame[frame["campaign_id"].isin(test_ids)].copy()
-    curves, metrics = {}, {}
+    curves, metrics, models = {}, {}, {}
     for learner in LEARNERS:
         model = fit_uplift(train, feature_columns, learner, rounds, seed, min_group_rows)
-        test[f"score_{learner}"] = model.predict_uplift(test)
+        test[f"score_{learner}"] = model.predict_raw(test)
+        models[learner] = model
     if risk_column not in test:
         spec = FeatureFrameSpec.infer(train, feature_columns)
         risk = _fit_classifier(
@@ -330,7 +570,7 @@ def evaluate_learners(
     chosen = max(LEARNERS, key=lambda name: curves[name].coefficient)
     metrics["test_rows"] = float(len(test))
     metrics["train_rows"] = float(len(train))
-    return UpliftEvaluation(train_ids, test_ids, curves, chosen, metrics, test)
+    return UpliftEvaluation(train_ids, test_ids, curves, chosen, metrics, test, models)
 
 
 def expected_incremental_profit(
@@ -355,9 +595,12 @@ def apply_uplift(
     acceptance_rate: float,
     contact_cost: float,
     harm_threshold: float,
+    standard_error: np.ndarray | None = None,
+    confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Scores with `uplift` and `expected_incremental_profit`; customers a contact would push
-    away (uplift below -harm_threshold) get the action "do not contact"."""
+    """Scores with `uplift` and `expected_incremental_profit`; customers a contact harms on
+    the evidence (`do_not_contact`: below -harm_threshold, and its upper bound below zero;
+    without `standard_error`, the point estimate alone) get the action "do not contact"."""
     out = scores.copy()
     out["uplift"] = np.asarray(uplift, float)
     out["expected_incremental_profit"] = expected_incremental_profit(
@@ -368,7 +611,8 @@ def apply_uplift(
         acceptance_rate,
         contact_cost,
     )
-    harmful = out["uplift"] < -harm_threshold
+    se = np.zeros(len(out)) if standard_error is None else np.asarray(standard_error, float)
+    harmful = do_not_contact(out["uplift"].to_numpy(), se, confidence, harm_threshold)
     out.loc[harmful, "action"] = DO_NOT_CONTACT
     out.loc[harmful, "script"] = "A contact is expected to raise this customer's churn."
     return out
@@ -376,6 +620,19 @@ def apply_uplift(
 
 def uplift_model_name(cfg) -> str:
     return f"{cfg.tracking.registered_model_name}{cfg.uplift.model_suffix}"
+
+
+def ranks_better(metrics: dict[str, float], learner: str, calibration_slope: float) -> bool:
+    """Whether an uplift model should steer the contact list: its Qini on the later campaigns
+    beats churn-risk and random targeting, and its calibration there kept some of its spread. A
+    slope of 0 means the later campaigns showed no link between its predictions and the effects
+    observed: calibrated, it gives everyone the same uplift and ranks no one."""
+    qini = metrics[f"test_qini_{learner}"]
+    return (
+        qini > metrics["test_qini_risk"]
+        and qini > metrics["test_qini_random"]
+        and calibration_slope > 0
+    )
 
 
 def _champion(cfg):
@@ -397,14 +654,24 @@ def _value_at_share(curve: QiniCurve, share: float) -> float:
 
 
 def compare_targeting(
-    evaluation: UpliftEvaluation, value: np.ndarray, share: float, truth: pd.Series | None
+    evaluation: UpliftEvaluation,
+    value: np.ndarray,
+    share: float,
+    truth: pd.Series | None,
+    learner: str | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Retained value per contact on the held-out campaigns when contacting the top `share`
-    by uplift or by churn risk: estimated from treatment and control (randomized), and, on
-    simulated data, from each customer's true uplift."""
+    by uplift, by churn risk, or by each `extra` ranking (the contact list's own order):
+    estimated from treatment and control (randomized), and, on simulated data, from each
+    customer's true uplift."""
     test = evaluation.scores
     treated, churned = test["treated"].to_numpy(bool), test["churned"].to_numpy(float)
-    scores = {"uplift": test[f"score_{evaluation.chosen}"].to_numpy(), "risk": test["churn_risk"]}
+    scores = {
+        "uplift": test[f"score_{learner or evaluation.chosen}"].to_numpy(),
+        "risk": test["churn_risk"],
+        **(extra or {}),
+    }
     out = {}
     for name, score in scores.items():
         curve = qini_curve(np.asarray(score, float), treated, churned, value, points=100)
@@ -414,6 +681,69 @@ def compare_targeting(
                 np.asarray(score, float), truth.to_numpy(float), value, share
             )
     return out
+
+
+@dataclass
+class HeldOutCalibration:
+    """The calibration registered with the model (fitted on every held-out row) and, for
+    honest figures, each held-out row's cross-fitted calibrated uplift and its error."""
+
+    calibration: UpliftCalibration
+    uplift: np.ndarray
+    standard_error: np.ndarray
+    do_not_contact: np.ndarray
+    metrics: dict[str, float]
+
+
+def calibrate_held_out(
+    evaluation: UpliftEvaluation,
+    learner: str,
+    bins: int,
+    confidence: float,
+    harm_threshold: float,
+    truth: pd.DataFrame | None = None,
+) -> HeldOutCalibration:
+    """Calibrate `learner` (as fitted on the earlier campaigns) on the later ones; measure
+    the spread, the "do not contact" share before (negative point estimate) and after (the
+    evidence rule), and on simulated data the same against the truth (`truth`: `uplift`, a
+    contact's true effect, and `itt`, the true effect of an assignment)."""
+    test = evaluation.scores
+    raw = test[f"score_{learner}"].to_numpy(float)
+    p0 = evaluation.models[learner].predict_outcomes(test)[0]
+    treated, churned = test["treated"].to_numpy(bool), test["churned"].to_numpy(float)
+    campaign = test["campaign_id"].to_numpy()
+    itt = None if truth is None else truth["itt"].to_numpy(float)
+    table = calibration_table(raw, treated, churned, campaign, bins, itt)
+    calibration = fit_calibration(table)
+    uplift, se = cross_fitted_uplift(
+        raw, p0, treated, churned, campaign, test["customer_id"].to_numpy(), bins
+    )
+    flagged = do_not_contact(uplift, se, confidence, harm_threshold)
+    raw_flagged = raw < -harm_threshold
+    metrics = {
+        "calibration_slope": calibration.slope,
+        "calibration_raw_slope": calibration.raw_slope,
+        "calibration_intercept": calibration.intercept,
+        "calibration_slope_se": float(np.sqrt(calibration.covariance[1][1])),
+        "test_uplift_sd_raw": float(raw.std()),
+        "test_uplift_sd_calibrated": float(uplift.std()),
+        "test_uplift_min_calibrated": float(uplift.min()),
+        "test_uplift_max_calibrated": float(uplift.max()),
+        "test_do_not_contact_share_raw": float(raw_flagged.mean()),
+        "test_do_not_contact_share": float(flagged.mean()),
+    }
+    if truth is not None:
+        harmed = truth["uplift"].to_numpy(float) < 0
+        metrics["test_true_pushed_out_share"] = float(harmed.mean())
+        if raw_flagged.any():
+            metrics["test_do_not_contact_precision_raw"] = float(harmed[raw_flagged].mean())
+        if flagged.any():
+            metrics["test_do_not_contact_precision"] = float(harmed[flagged].mean())
+        if table["true_effect"].notna().sum() >= 2:
+            metrics["calibration_true_slope"] = float(
+                np.polyfit(table["mean_prediction"], table["true_effect"], 1)[0]
+            )
+    return HeldOutCalibration(calibration, uplift, se, flagged, metrics)
 
 
 @dataclass
@@ -431,13 +761,15 @@ def run_uplift(cfg) -> UpliftResult:
     """Train, judge out of time, and register the uplift model (skipped without campaigns)."""
     from churnml import review, tracking
     from churnml.features.resolve import resolve_feature_params
-    from churnml.jobs import _job_run
+    from churnml.jobs import _check_events, _job_run
 
     dataset_dir = Path(cfg.data.path)
     campaigns = review.read_campaigns(review.require_dataset(dataset_dir))
     if campaigns is None:
         log.info("uplift: skipped, table campaigns not found in %s", dataset_dir)
         return UpliftResult(None, None, None, None, None, {}, "no campaigns table: skipped")
+    if cfg.validation.enabled:  # before anything is written
+        _check_events(cfg, dataset_dir, Path(cfg.run_dir))
     settings = review.settings_from(cfg)
     settings = review.Settings(**{**settings.__dict__, "months": (cfg.uplift.horizon_months,)})
     with _job_run(cfg, "uplift") as run_id:
@@ -472,30 +804,62 @@ def run_uplift(cfg) -> UpliftResult:
         chosen = evaluation.chosen if cfg.uplift.learner == "auto" else cfg.uplift.learner
         metrics = dict(evaluation.metrics)
         truth = _true_uplift(dataset_dir, evaluation.scores, cfg.uplift.horizon_months)
+        held_out = calibrate_held_out(
+            evaluation,
+            chosen,
+            cfg.uplift.calibration_bins,
+            cfg.uplift.harm_confidence,
+            cfg.uplift.harm_threshold,
+            truth,
+        )
+        metrics.update(held_out.metrics)
+        contacted = campaigns["contacted_at"].notna() & (campaigns["group"] == "treatment")
+        accepted = campaigns.loc[contacted, "accepted"].fillna(False).astype(bool)
+        acceptance_rate = float(accepted.mean()) if len(accepted) else 0.0
+        offer_cost = (
+            float(campaigns.loc[contacted, "offer_cost"][accepted.to_numpy()].fillna(0).mean())
+            if accepted.any()
+            else float(cfg.evaluation.offer_cost)
+        )
         value = evaluation.scores["monthly_revenue"].to_numpy(float) * cfg.evaluation.months_kept
-        metrics.update(compare_targeting(evaluation, value, cfg.uplift.capacity_share, truth))
+        contact_order = contact_list_order(
+            held_out,
+            evaluation.scores["monthly_revenue"].to_numpy(float),
+            cfg.evaluation.months_kept,
+            offer_cost,
+            acceptance_rate,
+            cfg.evaluation.contact_cost,
+        )
+        metrics["test_qini_contact_list"] = qini_curve(
+            contact_order, *_outcomes(evaluation.scores)
+        ).coefficient
+        metrics.update(
+            compare_targeting(
+                evaluation,
+                value,
+                cfg.uplift.capacity_share,
+                None if truth is None else truth["uplift"],
+                chosen,
+                {"contact_list": contact_order},
+            )
+        )
         model = fit_uplift(
             data, columns, chosen, cfg.uplift.rounds, cfg.seed, cfg.uplift.min_group_rows
         )
-        contacted = campaigns["contacted_at"].notna() & (campaigns["group"] == "treatment")
-        accepted = campaigns.loc[contacted, "accepted"].fillna(False).astype(bool)
+        # Fitted for the model learnt on the earlier campaigns, applied to the refit on all
+        # of them (same learner and settings, a little more data: if anything, narrower).
+        model.calibration = held_out.calibration
         model.settings = {
             "features": dict(params.__dict__),
             "horizon_months": cfg.uplift.horizon_months,
-            "acceptance_rate": float(accepted.mean()) if len(accepted) else 0.0,
-            "offer_cost": float(
-                campaigns.loc[contacted, "offer_cost"][accepted.to_numpy()].fillna(0).mean()
-            )
-            if accepted.any()
-            else float(cfg.evaluation.offer_cost),
+            "acceptance_rate": acceptance_rate,
+            "offer_cost": offer_cost,
             "learner": chosen,
             "trained_through": str(frame["cutoff"].max().date()),
             "churn_champion_version": champion[1] if champion else None,
+            "calibration_slope": held_out.calibration.slope,
         }
-        beats = (
-            metrics[f"test_qini_{chosen}"] > metrics["test_qini_risk"]
-            and metrics[f"test_qini_{chosen}"] > metrics["test_qini_random"]
-        )
+        beats = ranks_better(metrics, chosen, held_out.calibration.slope)
         tracking.log_params(
             {
                 "learner": chosen,
@@ -505,6 +869,9 @@ def run_uplift(cfg) -> UpliftResult:
                 "test_campaigns": ",".join(evaluation.test_campaigns),
                 "rounds": cfg.uplift.rounds,
                 "features": len(columns),
+                "calibration_bins": cfg.uplift.calibration_bins,
+                "harm_confidence": cfg.uplift.harm_confidence,
+                "harm_threshold": cfg.uplift.harm_threshold,
             }
         )
         tracking.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
@@ -515,6 +882,11 @@ def run_uplift(cfg) -> UpliftResult:
             ),
             "uplift/qini.png",
         )
+        tracking.log_frame(held_out.calibration.table, "uplift/calibration.csv")
+        tracking.log_figure(
+            plot_uplift_calibration(held_out.calibration.table, held_out.calibration),
+            "uplift/calibration.png",
+        )
         name = uplift_model_name(cfg)
         example = data[columns].head(5)
         version = tracking.log_uplift_model(model, example, name)
@@ -522,7 +894,11 @@ def run_uplift(cfg) -> UpliftResult:
         why = (
             f"{chosen}: Qini {metrics[f'test_qini_{chosen}']:.4f} on the later campaigns against "
             f"{metrics['test_qini_risk']:.4f} for churn-risk targeting and "
-            f"{metrics['test_qini_random']:.4f} for random"
+            f"{metrics['test_qini_random']:.4f} for random; calibration slope "
+            f"{held_out.calibration.slope:.2f} (raw predictions shrunk to that share of their "
+            f"spread), {metrics['test_do_not_contact_share']:.1%} of the later campaigns' "
+            f'customers "do not contact" on the evidence '
+            f"(a negative point estimate alone: {metrics['test_do_not_contact_share_raw']:.1%})"
         )
         message = (
             f"{name} v{version} is the uplift {alias}: {why}"
@@ -536,24 +912,48 @@ def run_uplift(cfg) -> UpliftResult:
     return UpliftResult(run_id, name, version, alias, chosen, metrics, message)
 
 
+def _outcomes(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return rows["treated"].to_numpy(bool), rows["churned"].to_numpy(float)
+
+
 def _named(tracking_cfg, name: str):
     from dataclasses import replace
 
     return replace(tracking_cfg, registered_model_name=name)
 
 
-def _true_uplift(dataset_dir: Path, scores: pd.DataFrame, horizon: int) -> pd.Series | None:
-    """Each held-out row's true uplift (simulated data only)."""
+def contact_list_order(
+    held_out: HeldOutCalibration,
+    monthly_revenue: np.ndarray,
+    months_kept: float,
+    offer_cost: float,
+    acceptance_rate: float,
+    contact_cost: float,
+) -> np.ndarray:
+    """The contact list's own order on the held-out rows (higher first): the incremental
+    profit of the cross-fitted calibrated uplift, "do not contact" last."""
+    profit = expected_incremental_profit(
+        held_out.uplift, monthly_revenue, months_kept, offer_cost, acceptance_rate, contact_cost
+    )
+    return np.where(held_out.do_not_contact, -np.inf, profit)
+
+
+def _true_uplift(dataset_dir: Path, scores: pd.DataFrame, horizon: int) -> pd.DataFrame | None:
+    """Each held-out row's true effect (simulated data only): `uplift`, of a contact, and
+    `itt`, of an assignment to treatment (a contact when the customer would be reached)."""
     from churnml.simulate.truth import CAMPAIGN_EFFECTS_FILE
 
     path = dataset_dir / CAMPAIGN_EFFECTS_FILE
     if not path.exists():
         return None
-    truth = pd.read_parquet(path, columns=["campaign_id", "customer_id", f"uplift_{horizon}m"])
+    columns = ["campaign_id", "customer_id", "would_be_reached", f"uplift_{horizon}m"]
+    truth = pd.read_parquet(path, columns=columns)
     merged = scores[["campaign_id", "customer_id"]].merge(
         truth, on=["campaign_id", "customer_id"], how="left"
     )
-    return merged[f"uplift_{horizon}m"]
+    uplift = merged[f"uplift_{horizon}m"].to_numpy(float)
+    reached = merged["would_be_reached"].astype("boolean").fillna(False).to_numpy(bool)
+    return pd.DataFrame({"uplift": uplift, "itt": np.where(reached, uplift, 0.0)})
 
 
 def score_uplift(
@@ -578,26 +978,50 @@ def score_uplift(
     same = all(c in features.columns for c in model.feature_names if c not in HISTORY_FEATURES)
     library = features if same else build_features(dataset_dir, spine, params)
     x = uplift_features(dataset_dir, spine, campaigns, params, library)
-    by_id = pd.Series(model.predict_uplift(x), index=x["customer_id"].astype(str).to_numpy())
+    if getattr(model, "calibration", None) is None:
+        log.warning(
+            "scoring: %s v%s has no out-of-time calibration (trained before it existed): "
+            "ranked by churn risk; run `churnml uplift` again",
+            name,
+            version,
+        )
+        return scores
+    effect, se = model.predict_effect(x)
+    ids = x["customer_id"].astype(str).to_numpy()
+    order = scores["customer_id"].astype(str)
     out = apply_uplift(
         scores,
-        by_id.reindex(scores["customer_id"].astype(str)).to_numpy(float),
+        pd.Series(effect, index=ids).reindex(order).to_numpy(float),
         cfg.evaluation.months_kept,
         model.settings.get("offer_cost", cfg.evaluation.offer_cost),
         model.settings.get("acceptance_rate", 1.0),
         cfg.evaluation.contact_cost,
         cfg.uplift.harm_threshold,
+        pd.Series(se, index=ids).reindex(order).to_numpy(float),
+        cfg.uplift.harm_confidence,
     )
     pushed_away = int((out["action"] == DO_NOT_CONTACT).sum())
     log.info(
-        "scoring: uplift from %s v%s; %d customers a contact would push away get %r",
+        "scoring: uplift from %s v%s (calibration slope %.2f); %d customers (%.1f %%) a "
+        "contact harms on the evidence get %r",
         name,
         version,
+        model.calibration.slope,
         pushed_away,
+        100 * pushed_away / max(len(out), 1),
         DO_NOT_CONTACT,
     )
     tracking.set_tags({"uplift_model": f"{name} v{version}"})
     tracking.log_metrics(
-        {"do_not_contact": float(pushed_away), "mean_uplift": float(out["uplift"].mean())}
+        {
+            "do_not_contact": float(pushed_away),
+            "do_not_contact_share": pushed_away / max(len(out), 1),
+            # What the uncalibrated rule (raw uplift below -harm_threshold) would mark.
+            "do_not_contact_share_raw_rule": float(
+                (model.predict_raw(x) < -cfg.uplift.harm_threshold).mean()
+            ),
+            "mean_uplift": float(out["uplift"].mean()),
+            "uplift_sd": float(out["uplift"].std()),
+        }
     )
     return rank_by_priority(out)

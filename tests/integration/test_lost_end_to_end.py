@@ -32,7 +32,6 @@ def _config(root: Path, dataset: Path, *overrides: str):
             f"run_dir={root}/logs/lost",
             f"data.path={dataset}",
             "data.name=tiny",
-            "validation.enabled=false",
             # 12 months of data: a 2-month return window leaves room to train and test.
             "winback.horizon_months=2",
             "winback.test_cutoffs=2",
