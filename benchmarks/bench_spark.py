@@ -57,12 +57,14 @@ print(json.dumps({"rows": len(frame), "features": frame.shape[1] - 2,
 
 def run(engine: str, dataset: Path, master: str, out: Path) -> dict:
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, engine, str(dataset), master, str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    log = out.with_suffix(".log")  # the child's stderr: Spark's log, and the error if it fails
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, engine, str(dataset), master, str(out)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     root, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
@@ -73,7 +75,8 @@ def run(engine: str, dataset: Path, master: str, out: Path) -> dict:
         time.sleep(0.2)
     wall = time.perf_counter() - started
     if proc.returncode:
-        raise RuntimeError(f"{engine} run failed (exit {proc.returncode})")
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{engine} run failed (exit {proc.returncode}); stderr ends:\n{tail}")
     info = json.loads(proc.stdout.read().strip().splitlines()[-1])
     return {**info, "wall_s": wall, "peak_gb": peak / 1e9}
 
