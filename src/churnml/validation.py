@@ -660,6 +660,28 @@ def _ok_sql(
     raise ValueError(f"no SQL for rule {rule.table}.{rule.column}: {rule.rule}")
 
 
+def rule_applies(
+    rule: ContractRule,
+    present: Collection[str],
+    as_of: pd.Timestamp | None,
+    references: Collection[str],
+) -> bool:
+    """Whether a table file's columns, `as_of` and the readable referenced columns
+    ("table.column") let a rule be judged; the DuckDB and Spark validators decide alike."""
+    present = set(present)
+    if not set(rule.needs) <= present:
+        return False
+    if rule.rule == RULE_AS_OF and as_of is None:
+        return False
+    if rule.rule.startswith("present in ") and rule.params[0] not in references:
+        return False
+    if rule.rule == RULE_PREVIOUS_ENDED:
+        needed = {"customer_id", "activated_at", "terminated_at"}
+        column = CONTRACT[rule.table].column(rule.column)
+        return needed <= present and column.references in references
+    return True
+
+
 def _plan_scan(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -688,18 +710,8 @@ def _plan_scan(
             if rule.column not in types:
                 missing.append(rule)
             continue
-        if not set(rule.needs) <= set(present):
-            continue
-        if rule.rule == RULE_AS_OF and as_of is None:
-            continue
-        if rule.rule.startswith("present in ") and rule.params[0] not in references:
-            continue
-        needed = {"customer_id", "activated_at", "terminated_at"}
-        if rule.rule == RULE_PREVIOUS_ENDED and not (
-            needed <= set(present) and spec.column(rule.column).references in references
-        ):
-            continue
-        rules.append(rule)
+        if rule_applies(rule, present, as_of, references):
+            rules.append(rule)
 
     scan = raw_scan_sql(path)
     typed = [f"{reads[c].typed} AS {_typed(c)}" for c in present]

@@ -28,7 +28,6 @@ from churnml.spark.features import SparkDialect
 from churnml.spark.tables import _family, q, read_raw, table_sources, typed_column
 from churnml.validation import (
     MAX_EXAMPLES,
-    RULE_AS_OF,
     RULE_PREVIOUS_ENDED,
     RULE_ROWS,
     ContractRule,
@@ -38,6 +37,7 @@ from churnml.validation import (
     ValidationReport,
     _ok_sql,
     contract_rules,
+    rule_applies,
 )
 
 if TYPE_CHECKING:
@@ -118,25 +118,6 @@ class _SparkTable:
         raw.selectExpr(*select).createOrReplaceTempView(_view(table))
 
 
-def _applicable(
-    table: _SparkTable, rule: ContractRule, as_of: pd.Timestamp | None, references: set[str]
-) -> bool:
-    """Whether the table's columns (and the referenced tables) let the rule be judged, as
-    `validation._plan_scan` decides it."""
-    present = set(table.present)
-    if not set(rule.needs) <= present:
-        return False
-    if rule.rule == RULE_AS_OF and as_of is None:
-        return False
-    if rule.rule.startswith("present in ") and rule.params[0] not in references:
-        return False
-    if rule.rule == RULE_PREVIOUS_ENDED:
-        column = CONTRACT[table.table].column(rule.column)
-        needed = {"customer_id", "activated_at", "terminated_at"}
-        return needed <= present and column.references in references
-    return True
-
-
 def _join(table: _SparkTable, rule: ContractRule, alias: str) -> str | None:
     """The helper join a rule's verdict reads (`_ok_sql`'s `joins`), as in `_plan_scan`."""
     view = _view(table.table)
@@ -203,7 +184,7 @@ def _check_table(
         if rule.kind == "exists":
             if rule.column not in table.types:
                 missing.append(rule)
-        elif _applicable(table, rule, as_of, references):
+        elif rule_applies(rule, table.present, as_of, references):
             rules.append(rule)
     joins: dict[str, str] = {}
     join_sql: list[str] = []
