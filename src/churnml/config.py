@@ -385,7 +385,10 @@ class UpliftConfig:
 
     horizon_months: int = 3  # churn within this many months of the campaign
     learner: str = "auto"  # auto (chosen out of time), t_learner or x_learner
-    test_share: float = 0.3  # the latest share of campaigns judges the learners
+    # The latest share of campaigns judges the learners, in `test_blocks` blocks, each
+    # predicted by learners trained on the campaigns whose follow-up had ended by then.
+    test_share: float = 0.6
+    test_blocks: int = 3
     rounds: int = 50  # LightGBM boosting rounds of each model (200 learnt mostly noise)
     # Fewer treatment or control rows than this (in training) is too little to learn from.
     min_group_rows: int = 20

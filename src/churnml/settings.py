@@ -273,6 +273,7 @@ def check_settings(cfg: T) -> T:
         c.one_of("uplift.learner", up.learner, ("auto", "t_learner", "x_learner"))
         c.number("uplift.horizon_months", up.horizon_months, 1, 24)
         c.number("uplift.test_share", up.test_share, 0, 0.9, strict_low=True)
+        c.number("uplift.test_blocks", up.test_blocks, 1)
         c.number("uplift.rounds", up.rounds, 1)
         c.number("uplift.min_group_rows", up.min_group_rows, 1)
         c.number("uplift.capacity_share", up.capacity_share, 0, 1, strict_low=True)
