@@ -19,7 +19,7 @@ import logging
 import platform
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +37,7 @@ COLUMNS = {
     "test_true_value_per_contact_uplift": "EUR/contact uplift",
     "test_true_value_per_contact_risk": "EUR/contact risk",
     "test_do_not_contact_share": "do not contact",
+    "test_do_not_contact_precision": "of them pushed out",
     "test_true_pushed_out_share": "truth pushed out",
     "seconds": "wall s",
 }
@@ -84,7 +85,7 @@ def main() -> int:
     if args.record:
         from results_file import record_section
 
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         record_section(
             SECTION,
             f"{SECTION}\n\n{stamp}, {platform.node()} ({platform.machine()}), overrides "

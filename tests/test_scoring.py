@@ -16,6 +16,7 @@ from churnml.scoring import (
     population_stability,
     rank_by_priority,
     risk_bands,
+    short_contact_list_warning,
     value_tiers,
 )
 
@@ -189,3 +190,17 @@ def test_priority_rank_is_the_contact_list_order():
     assert contacts["main_cause"].tolist() == ["Usage decline", "Competitor pull", "Price"]
     assert (contacts["currency"] == "EUR").all()
     assert contact_list(ranked, size=2)["priority"].tolist() == [1, 2]
+
+
+def test_a_short_contact_list_says_why():
+    """Fewer customers worth calling than places: scoring says how many and why (with an
+    uplift model: no positive incremental profit), and says nothing when the list is full."""
+    settings = compose_config("score").scoring
+    settings.contact_list_size = 3
+    assert short_contact_list_warning(3, 5, settings) is None
+    settings.contact_list_size = 10
+    assert short_contact_list_warning(5, 5, settings) is None  # everyone is on it
+    message = short_contact_list_warning(3, 5, settings)
+    assert message.startswith("the contact list has 3 of its 10 places") and "action" in message
+    message = short_contact_list_warning(0, 5, settings, pd.Series([-0.006, -0.004, -0.008]))
+    assert "0 of its 10 places" in message and "mean uplift -0.006" in message

@@ -1248,6 +1248,11 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
         )
         if history_warning:
             monitoring["warnings"].append(history_warning)
+        if short := scoring.short_contact_list_warning(
+            len(contacts), len(scores), cfg.scoring, scores.get("uplift")
+        ):
+            log.warning("scoring: %s", short)
+            monitoring["warnings"].append(short)
         monitoring.update(
             {
                 "scoring_date": scoring_date.isoformat(),

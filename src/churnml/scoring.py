@@ -411,6 +411,30 @@ def _worth_calling(frame: pd.DataFrame) -> pd.Series:
     return (action != NO_ACTION) & (action != DO_NOT_CONTACT) & (frame[_profit_column(frame)] > 0)
 
 
+def short_contact_list_warning(
+    contacts: int, rows: int, settings: ScoringConfig, uplift: pd.Series | None = None
+) -> str | None:
+    """Why the contact list has fewer customers than its places, or None when it is full.
+
+    A short list is a finding, not a failure: calling anyone else is expected to lose money.
+    With an uplift model (`uplift`: the scored customers' uplift) it usually means the
+    campaigns so far showed no group a contact saves enough to pay for the offer."""
+    if contacts >= min(settings.contact_list_size, rows):
+        return None
+    why = (
+        "an action and a positive expected profit"
+        if uplift is None
+        else (
+            f"a positive expected incremental profit (uplift x value saved - expected offer "
+            f"cost; mean uplift {uplift.mean():+.3f}, highest {uplift.max():+.3f})"
+        )
+    )
+    return (
+        f"the contact list has {contacts:,} of its {settings.contact_list_size:,} places: "
+        f"only they have {why}"
+    )
+
+
 def sample_plan_frame(
     model: ChurnModel,
     rows: pd.DataFrame,

@@ -230,6 +230,10 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
                 "sum(revenue_at_risk)",
                 "percentile(churn_probability, array(0.1D, 0.5D, 0.9D, 0.99D))",
             ).first()
+            if short := scoring.short_contact_list_warning(
+                len(contacts), int(stats[0]), cfg.scoring
+            ):
+                monitoring["warnings"].append(short)
             summary.update(
                 rows=int(stats[0]),
                 mean=float(stats[1]),
