@@ -888,6 +888,7 @@ def run_uplift(cfg) -> UpliftResult:
                 {"contact_list": contact_order},
             )
         )
+        metrics.update(_worth_calling_metrics(contact_order, evaluation.scores, value, truth))
         model = fit_uplift(
             data, columns, chosen, cfg.uplift.rounds, cfg.seed, cfg.uplift.min_group_rows
         )
@@ -956,6 +957,23 @@ def run_uplift(cfg) -> UpliftResult:
         tracking.set_tags({"exit_code": 0, "uplift_decision": message[:5000]})
     log.info(message)
     return UpliftResult(run_id, name, version, alias, chosen, metrics, message)
+
+
+def _worth_calling_metrics(
+    contact_order: np.ndarray, tested: pd.DataFrame, value: np.ndarray, truth: pd.DataFrame | None
+) -> dict[str, float]:
+    """What the contact list itself would do on the tested campaigns: it calls only customers
+    with a positive expected incremental profit, so its share of them, and on simulated data
+    the true value kept per call beside the same number of calls by churn risk."""
+    worth = np.asarray(contact_order) > 0
+    out = {"test_worth_calling_share": float(worth.mean())}
+    if truth is None or not worth.any():
+        return out
+    kept = truth["uplift"].to_numpy(float) * value
+    by_risk = np.argsort(-tested["churn_risk"].to_numpy(float), kind="stable")[: worth.sum()]
+    out["test_true_value_per_call_worth_calling"] = float(kept[worth].mean())
+    out["test_true_value_per_call_risk_same_calls"] = float(kept[by_risk].mean())
+    return out
 
 
 def _outcomes(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
