@@ -406,3 +406,18 @@ def test_a_model_whose_calibration_is_flat_does_not_steer_the_contact_list():
         {**metrics, "test_qini_x_learner": -0.001, "test_qini_risk": -0.004}, "x_learner", 0.6
     )
     assert ranks_better({**metrics, "test_qini_random": 0.02}, "x_learner", 0.6)
+
+
+def test_uplift_is_bounded_by_the_time_to_churn_models_churn_within_the_horizon():
+    """With a time-to-churn model, no customer's uplift exceeds its probability of churning
+    within the uplift horizon: the learner's no-contact model, learnt from campaign
+    customers, overstates the churn of the rest of the base."""
+    from types import SimpleNamespace
+
+    survival = np.array([[0.99, 0.98, 0.97, 0.96], [0.9, 0.8, 0.7, 0.6]])
+    hazard = SimpleNamespace(model=SimpleNamespace(survival=lambda features: survival))
+    features = pd.DataFrame({"customer_id": ["a", "b"]})
+    base = uplift._base_churn(hazard, features, np.array(["b", "a"]), 3.0)
+    assert base == pytest.approx([0.3, 0.03])
+    # A learner's uplift of 0.1 for both: b keeps it, a is held at 0.03.
+    assert uplift.bound_uplift(np.array([0.1, 0.1]), base) == pytest.approx([0.1, 0.03])

@@ -1209,7 +1209,7 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
 
         started = time.perf_counter()
         hazard = hazard_job.load_for_scoring(cfg)  # None: no time-to-churn columns
-        time_to_churn = None
+        time_to_churn, hazard_features = None, None
         if hazard is not None:
             hazard_features = features
             if not set(hazard.model.feature_names) <= set(features.columns):
@@ -1238,7 +1238,8 @@ def _score(cfg: ScoreConfig, run_id: str) -> ScoreResult:
         )
         if time_to_churn is not None:
             scores = hazard_job.attach_scores(scores, time_to_churn, cfg.hazard)
-        scores = score_uplift(cfg, dataset_dir, scores, features)  # as is without one
+        # As is without an uplift model.
+        scores = score_uplift(cfg, dataset_dir, scores, features, hazard, hazard_features)
         check_scores(scores, expected_ids=spine["customer_id"])
         contacts = scoring.contact_list(
             scores, cfg.scoring.contact_list_size, currency=cfg.scoring.currency

@@ -1002,6 +1002,15 @@ def contact_list_order(
     return np.where(held_out.do_not_contact, -np.inf, profit)
 
 
+def _base_churn(hazard, features: pd.DataFrame, ids: np.ndarray, months: float) -> np.ndarray:
+    """The time-to-churn model's probability of churning within `months`, for `ids`."""
+    from churnml.hazard import survival_at
+
+    p = 1.0 - survival_at(hazard.model.survival(features), months)
+    by_id = pd.Series(p, index=features["customer_id"].astype(str).to_numpy())
+    return by_id.reindex(ids).to_numpy(float)
+
+
 def _true_uplift(dataset_dir: Path, scores: pd.DataFrame, horizon: int) -> pd.DataFrame | None:
     """Each held-out row's true effect (simulated data only): `uplift`, of a contact, and
     `itt`, of an assignment to treatment (a contact when the customer would be reached)."""
@@ -1021,10 +1030,21 @@ def _true_uplift(dataset_dir: Path, scores: pd.DataFrame, horizon: int) -> pd.Da
 
 
 def score_uplift(
-    cfg, dataset_dir: Path, scores: pd.DataFrame, features: pd.DataFrame
+    cfg,
+    dataset_dir: Path,
+    scores: pd.DataFrame,
+    features: pd.DataFrame,
+    hazard=None,
+    hazard_features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Scores with uplift, expected incremental profit and "do not contact", re-ranked, when an
-    uplift model is registered as champion; the scores unchanged otherwise (one log line)."""
+    uplift model is registered as champion; the scores unchanged otherwise (one log line).
+
+    With a time-to-churn model (`hazard`, a `hazard_job.ScoringHazard`, and the features it
+    scored), uplift is also bounded by its probability of churning within the uplift horizon:
+    the learner's own no-contact model learnt from campaign customers, the riskiest, and
+    overstates the churn of the rest of the base, where the time-to-churn model learnt from
+    everyone."""
     from churnml import review, tracking
     from churnml.scoring import rank_by_priority
 
@@ -1052,6 +1072,9 @@ def score_uplift(
         return scores
     effect, se = model.predict_effect(x)
     ids = x["customer_id"].astype(str).to_numpy()
+    if hazard is not None:
+        months = float(model.settings["horizon_months"])
+        effect = bound_uplift(effect, _base_churn(hazard, hazard_features, ids, months))
     order = scores["customer_id"].astype(str)
     out = apply_uplift(
         scores,
