@@ -511,3 +511,59 @@ def _broken_rules() -> list[BrokenRule]:
 
 
 BROKEN_RULES: list[BrokenRule] = _broken_rules()
+
+
+# A customer whose data volumes (MB, 2 decimals) make the data trend exactly 17/128 =
+# 0.1328125, half a unit of the 6th decimal: found at 200k subscribers (customer C0176153 of
+# benchmarks/bench_spark.py), where float sums in different orders rounded to either side
+# (0.132812 on one engine or run, 0.132813 on the other). Last 30 days: 304.50 MB in 9 sessions;
+# the 60 days before: 466.20 MB in 13 (exact: (304.5 - 233.1) / (304.5 + 233.1) = 17 / 128).
+BOUNDARY_CUTOFF = pd.Timestamp("2024-07-01")
+BOUNDARY_MB_30D = (8.34, 24.97, 24.62, 15.22, 154.66, 33.59, 27.72, 6.64, 8.74)
+BOUNDARY_MB_PREV60D = (
+    37.68, 20.04, 18.63, 8.25, 29.89, 40.7, 55.09, 60.67, 8.87, 128.55, 33.19, 18.17, 6.47,
+)  # fmt: skip
+
+
+def write_boundary_dataset(path: Path, order: list[int]) -> Path:
+    """The one-customer dataset of the rounding boundary above, its 22 data sessions written in
+    `order` (a permutation of range(22)): the row order a single-threaded sum follows."""
+    volumes = [*BOUNDARY_MB_30D, *BOUNDARY_MB_PREV60D]
+    # 30-day sessions 1..9 days before the cutoff; the 60 days before: 31..43 days before.
+    days = [*range(1, 10), *range(31, 31 + len(BOUNDARY_MB_PREV60D))]
+    rows = [
+        {
+            "customer_id": "X1",
+            "started_at": BOUNDARY_CUTOFF - pd.Timedelta(days=d, hours=3),
+            "direction": "out",
+            "kind": "data",
+            "duration_s": 0,
+            "volume_mb": volumes[i],
+            "peer_network": None,
+            "peer_operator": None,
+            "peer_id": None,
+            "dropped": False,
+        }
+        for i, d in enumerate(days)
+    ]
+    customers = pd.DataFrame(
+        {
+            "customer_id": ["X1"],
+            "activated_at": [pd.Timestamp("2023-01-01")],
+            "terminated_at": [pd.NaT],
+            "termination_reason": [None],
+            "initial_plan_id": ["P1"],
+            "payment_type": ["prepaid"],
+            "commitment_end": [pd.NaT],
+            "region": ["north"],
+            "birth_year": [1980],
+            "gender": ["F"],
+        }
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    customers.to_parquet(path / "customers.parquet", index=False)
+    calls = pd.DataFrame([rows[i] for i in order])
+    for column in ("peer_network", "peer_operator", "peer_id"):
+        calls[column] = calls[column].astype("string")
+    calls.to_parquet(path / "calls.parquet", index=False)
+    return path

@@ -22,7 +22,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -1149,39 +1149,54 @@ def _resolve_as_of(dataset_dir: Path, as_of: pd.Timestamp | None) -> pd.Timestam
     return as_of
 
 
-def _time_model_failures(
-    con: duckdb.DuckDBPyConnection, scans: list[_TableScan]
+def time_model_failures(
+    stamps: list[tuple[str, str, tuple[int, int]]],
+    examples: Callable[[str, str, bool], list[str]],
 ) -> list[RuleFailure]:
     """One time model per dataset: naive stamps and stamps with offsets must not mix. The
-    minority kind is reported (with example ids), column by column."""
-    counts = [(s, c, n) for s in scans for c, n in s.stamps.items()]
-    naive = sum(n[0] for _, _, n in counts)
-    offset = sum(n[1] for _, _, n in counts)
+    minority kind is reported, column by column. `stamps` are (table, column, (naive count,
+    offset count)); `examples(table, column, offset)` gives the smallest `MAX_EXAMPLES` ids of
+    the rows holding the minority kind. The one rule for both validators (DuckDB, Spark)."""
+    naive = sum(n[0] for _, _, n in stamps)
+    offset = sum(n[1] for _, _, n in stamps)
     if not naive or not offset:
         return []
     minority_offset = offset <= naive
+    kind = "with a UTC offset" if minority_offset else "naive"
     failures = []
-    for scan, column, (n_naive, n_offset) in counts:
+    for table, column, (n_naive, n_offset) in stamps:
         n = n_offset if minority_offset else n_naive
         if not n:
             continue
-        naive_sql, offset_sql = scan.stamp_sql[column]
-        where = offset_sql if minority_offset else naive_sql
-        id_column = CONTRACT[scan.table].id_column
-        examples: list[str] = []
-        if id_column in scan.present:
-            with reading(scan.path):
-                examples = [
-                    str(row[0])
-                    for row in con.execute(
-                        f"SELECT DISTINCT t.{quote_identifier(id_column)} "
-                        f"FROM {raw_scan_sql(scan.path)} AS t WHERE {where} LIMIT {MAX_EXAMPLES}"
-                    ).fetchall()
-                ]
-        kind = "with a UTC offset" if minority_offset else "naive"
         rule = f"{RULE_TIME_MODEL} ({n} {kind} among {naive + offset} stamps)"
-        failures.append(RuleFailure(scan.table, column, rule, n, examples))
+        ids = examples(table, column, minority_offset)
+        failures.append(RuleFailure(table, column, rule, n, ids))
     return failures
+
+
+def _time_model_failures(
+    con: duckdb.DuckDBPyConnection, scans: list[_TableScan]
+) -> list[RuleFailure]:
+    """`time_model_failures` over the DuckDB scans' stamp counts."""
+    by_table = {s.table: s for s in scans}
+
+    def examples(table: str, column: str, offset: bool) -> list[str]:
+        scan = by_table[table]
+        naive_sql, offset_sql = scan.stamp_sql[column]
+        id_column = CONTRACT[table].id_column
+        if id_column not in scan.present:
+            return []
+        ident = f"CAST(t.{quote_identifier(id_column)} AS VARCHAR)"
+        with reading(scan.path):
+            rows = con.execute(
+                f"SELECT DISTINCT {ident} FROM {raw_scan_sql(scan.path)} AS t"
+                f" WHERE {offset_sql if offset else naive_sql} AND {ident} IS NOT NULL"
+                f" ORDER BY 1 LIMIT {MAX_EXAMPLES}"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    stamps = [(s.table, c, n) for s in scans for c, n in s.stamps.items()]
+    return time_model_failures(stamps, examples)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from parity import feature_differences
-from tiny_dataset import write_tiny_dataset
+from tiny_dataset import BOUNDARY_CUTOFF, write_boundary_dataset, write_tiny_dataset
 
 from churnml.features import FeatureParams, build_features
 from churnml.spark.features import SparkDialect, build_features_spark, features_to_pandas
@@ -42,6 +42,24 @@ def test_tiny_dataset_parity(spark, tmp_path: Path) -> None:
     # Not vacuous: the tiny data give values and nulls in both engines.
     numeric = spark_frame.select_dtypes("number")
     assert numeric.notna().to_numpy().any() and numeric.isna().to_numpy().any()
+
+
+def test_rounding_boundary_is_the_same_bits_on_both_engines(spark, tmp_path: Path) -> None:
+    """The 200k customer whose data trend is exactly 17/128: float sums in another order put
+    it 1e-16 either side, which 6-decimal rounding made 1e-6 apart. Sums are exact now: the
+    very same bits on both engines, unrounded."""
+    order = [21, 11, 10, 18, 20, 14, 17, 5, 19, 13, 16, 8, 6, 0, 1, 2, 4, 15, 12, 3, 9, 7]
+    dataset = write_boundary_dataset(tmp_path / "boundary", order)
+    spine = pd.DataFrame({"customer_id": ["X1"], "cutoff": [BOUNDARY_CUTOFF]})
+    duck, spark_frame = _both(spark, dataset, spine, FeatureParams(families=["calls"]))
+    numeric = [c for c in duck.columns if duck[c].dtype.kind == "f"]
+    different = [
+        c
+        for c in numeric
+        if not duck[c].equals(spark_frame[c])  # bit for bit, NaN = NaN
+    ]
+    assert different == []
+    assert spark_frame["data_mb_trend_30d_vs_prev60d"].iloc[0] == 0.1328125
 
 
 def test_spark_dialect_types_decimal_literals_as_double() -> None:

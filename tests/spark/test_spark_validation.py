@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from tiny_dataset import BROKEN_RULES, write_tiny_dataset
 
 from churnml.io import manifest_as_of
 from churnml.spark.validation import check_dataset_spark, duckdb_to_spark, validate_dataset_spark
-from churnml.validation import ContractViolation, validate_dataset
+from churnml.validation import RULE_TIME_MODEL, ContractViolation, validate_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,38 @@ def test_spark_reports_the_duckdb_failures(spark, tmp_path: Path) -> None:
     assert _failures(on_spark) == _failures(duck)
     assert sorted(str(raised.value).splitlines()[1:]) == sorted(f.message() for f in duck.failures)
     assert on_spark.tables == duck.tables
+
+
+def _offset_stamps_parquet(path: Path) -> None:
+    """calls.started_at as instants (Parquet adjusted to UTC; Spark: TIMESTAMP), every other
+    stamp naive (Spark: TIMESTAMP_NTZ): the calls are the minority."""
+    calls = pd.read_parquet(path / "calls.parquet")
+    calls["started_at"] = calls["started_at"].dt.tz_localize("UTC")
+    calls.to_parquet(path / "calls.parquet", index=False)
+
+
+def _offset_stamps_csv(path: Path) -> None:
+    """Two complaint stamps written with an offset among naive CSV text (Spark reads CSV as
+    text: the form of the text decides, as for DuckDB)."""
+    complaints = pd.read_csv(path / "complaints.csv", dtype=str)
+    complaints.loc[0, "opened_at"] = "2024-05-02T09:00:00Z"
+    complaints.loc[2, "resolved_at"] = "2024-06-02 10:00:00+02:00"
+    complaints.to_csv(path / "complaints.csv", index=False)
+
+
+@pytest.mark.parametrize(
+    "fmt, mix", [("parquet", _offset_stamps_parquet), ("csv", _offset_stamps_csv)]
+)
+def test_spark_reports_the_duckdb_time_model_failures(spark, tmp_path: Path, fmt, mix) -> None:
+    path = write_tiny_dataset(tmp_path / "tiny", fmt)
+    mix(path)
+    duck = validate_dataset(path)
+    assert duck.failures and all(f.rule.startswith(RULE_TIME_MODEL) for f in duck.failures)
+    assert all(f.example_ids for f in duck.failures)
+    with pytest.raises(ContractViolation) as raised:
+        check_dataset_spark(spark, str(path), as_of=manifest_as_of(path))
+    assert _failures(raised.value.report) == _failures(duck)
+    assert sorted(str(raised.value).splitlines()[1:]) == sorted(f.message() for f in duck.failures)
 
 
 def test_rule_sql_in_spark_spelling() -> None:

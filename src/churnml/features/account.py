@@ -7,7 +7,7 @@ from __future__ import annotations
 from churnml.contract import VALUE_TIERS
 from churnml.features.dialect import Dialect
 from churnml.features.params import FeatureParams
-from churnml.features.registry import FamilyBuilder, FeatureDef, Measure
+from churnml.features.registry import FamilyBuilder, FeatureDef, Measure, exact_sum
 
 FAMILY = "account"
 REQUIRED_TABLES = ("customers",)
@@ -196,7 +196,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
                 ctx.time_range("issued_at", 90),
             )
             ctes.append(
-                "rb AS (SELECT k.kid, sum(b.amount_due) AS r"
+                f"rb AS (SELECT k.kid, {exact_sum('b.amount_due')} AS r"
                 f" FROM {scan} b JOIN keys k ON {ctx.window_join('b', 'issued_at', 90)}"
                 " GROUP BY k.kid)"
             )
@@ -211,7 +211,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
                 ctx.time_range("paid_at", 90) + " AND bill_id IS NULL",
             )
             ctes.append(
-                "rp AS (SELECT k.kid, sum(p.amount) AS r"
+                f"rp AS (SELECT k.kid, {exact_sum('p.amount')} AS r"
                 f" FROM {scan} p JOIN keys k ON {ctx.window_join('p', 'paid_at', 90)}"
                 " GROUP BY k.kid)"
             )

@@ -4,7 +4,14 @@ bills paid late, paid/due ratio; prepaid top-ups (`bills`, `payments`)."""
 from __future__ import annotations
 
 from churnml.features.params import FeatureParams
-from churnml.features.registry import FamilyBuilder, FeatureDef, Measure
+from churnml.features.registry import (
+    EXACT_UNIT,
+    FamilyBuilder,
+    FeatureDef,
+    Measure,
+    exact_sum,
+    fixed,
+)
 
 FAMILY = "arrears"
 REQUIRED_TABLES = ("payments",)
@@ -152,8 +159,9 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             f" FROM {bp} p JOIN keys k ON {ctx.window_join('p', 'paid_at', None)})"
         )
         ctes.append(
-            "paid AS (SELECT kid, sum(amount) AS paid_total,"
-            f" sum(CASE WHEN age_s <= {180 * 86400} THEN amount ELSE 0 END) AS paid_180"
+            f"paid AS (SELECT kid, {exact_sum('amount')} AS paid_total,"
+            f" {exact_sum(f'CASE WHEN age_s <= {180 * 86400} THEN amount ELSE 0 END')}"
+            " AS paid_180"
             " FROM kp GROUP BY kid)"
         )
         joins.append("paid")
@@ -165,8 +173,9 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         )
         ctes.append(
             f"kb AS {d.materialized()}(SELECT k.kid, k.cutoff, b.due_at, b.issued_at, b.amount_due,"
-            " sum(b.amount_due) OVER (PARTITION BY k.kid"
-            " ORDER BY b.due_at, b.issued_at, b.bill_id ROWS UNBOUNDED PRECEDING) AS cum_due"
+            f" sum({fixed('b.amount_due')}) OVER (PARTITION BY k.kid"
+            " ORDER BY b.due_at, b.issued_at, b.bill_id ROWS UNBOUNDED PRECEDING)"
+            f" / {EXACT_UNIT}.0 AS cum_due"
             f" FROM {bl} b JOIN keys k ON {ctx.window_join('b', 'issued_at', None)})"
         )
         # A bill is on time when the payments made up to the end of its due date cover it
@@ -178,8 +187,8 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         )
         ctes.append(
             "run AS (SELECT kid, cutoff, due_at, cum_due, is_due,"
-            " sum(amt) OVER (PARTITION BY kid ORDER BY t, is_due DESC"
-            " ROWS UNBOUNDED PRECEDING) AS paid_by FROM pev)"
+            f" sum({fixed('amt')}) OVER (PARTITION BY kid ORDER BY t, is_due DESC"
+            f" ROWS UNBOUNDED PRECEDING) / {EXACT_UNIT}.0 AS paid_by FROM pev)"
         )
         late = ", ".join(
             f"count(CASE WHEN due_at >= {d.minus_days('cutoff', w)} AND paid_by < cum_due - {EPS}"
@@ -193,17 +202,22 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             " max(CASE WHEN kb.due_at < kb.cutoff AND kb.cum_due >"
             f" coalesce(paid.paid_total, 0) + {EPS}"
             f" THEN {d.seconds_between('kb.due_at', 'kb.cutoff')} END) AS dpd_s,"
-            f" sum(CASE WHEN kb.issued_at >= {d.minus_days('kb.cutoff', 180)}"
-            " THEN kb.amount_due ELSE 0 END) AS due_180"
+            " "
+            + exact_sum(
+                f"CASE WHEN kb.issued_at >= {d.minus_days('kb.cutoff', 180)}"
+                " THEN kb.amount_due ELSE 0 END"
+            )
+            + " AS due_180"
             " FROM kb LEFT JOIN paid ON paid.kid = kb.kid"
             " GROUP BY kb.kid)"
         )
         joins += ["late", "bagg"]
         # Bill shock: the latest bill against the (up to) 3 before it, all issued before the
         # cutoff and within BILL_SHOCK_DAYS of it.
+        prev3 = "CASE WHEN rn BETWEEN 2 AND 4 THEN amount_due END"
         ctes.append(
             "shock AS (SELECT kid, max(CASE WHEN rn = 1 THEN amount_due END) AS bill_last,"
-            " avg(CASE WHEN rn BETWEEN 2 AND 4 THEN amount_due END) AS bill_prev3"
+            f" {exact_sum(prev3)} / nullif(count({prev3}), 0) AS bill_prev3"
             " FROM (SELECT kid, amount_due, row_number() OVER (PARTITION BY kid"
             " ORDER BY issued_at DESC, due_at DESC, amount_due DESC) AS rn FROM kb"
             f" WHERE issued_at >= {d.minus_days('cutoff', BILL_SHOCK_DAYS)}) GROUP BY kid)"
@@ -221,11 +235,14 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
         for w in TOPUP_WINDOWS:
             parts.append(f"sum(CASE WHEN {age} <= {w * 86400} THEN 1 ELSE 0 END) AS tu_n_{w}")
             parts.append(
-                f"sum(CASE WHEN {age} <= {w * 86400} THEN p.amount ELSE 0 END) AS tu_amt_{w}"
+                exact_sum(f"CASE WHEN {age} <= {w * 86400} THEN p.amount ELSE 0 END")
+                + f" AS tu_amt_{w}"
             )
         parts.append(
-            f"sum(CASE WHEN {age} > {30 * 86400} AND {age} <= {90 * 86400}"
-            " THEN p.amount ELSE 0 END) AS tu_amt_p60"
+            exact_sum(
+                f"CASE WHEN {age} > {30 * 86400} AND {age} <= {90 * 86400} THEN p.amount ELSE 0 END"
+            )
+            + " AS tu_amt_p60"
         )
         parts.append(f"min({age}) AS tu_last_s")
         ctes.append(

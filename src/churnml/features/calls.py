@@ -10,10 +10,12 @@ import pandas as pd
 from churnml.features import value as vfm
 from churnml.features.params import FeatureParams
 from churnml.features.registry import (
+    EXACT_UNIT,
     FamilyBuilder,
     FeatureDef,
     Measure,
     cond_sum,
+    fixed,
     prev60,
     slug,
     within,
@@ -45,6 +47,9 @@ class PassMeasure(Measure):
 
 
 MINUTES = "duration_s / 60.0"
+# Megabytes summed exactly, as whole millionths (registry.fixed); durations are whole seconds,
+# which DOUBLE sums exactly already.
+MB = fixed("coalesce(volume_mb, 0)")
 
 
 def _pass(cond: str, value: str, window: int | str | None, requires: tuple) -> PassMeasure:
@@ -54,10 +59,10 @@ def _pass(cond: str, value: str, window: int | str | None, requires: tuple) -> P
         full += f" AND {prev60()}"
     elif window is not None:
         full += f" AND {within(int(window))}"
-    sql = cond_sum(full, value)
     agg = "count" if value == "1" else "sum"
-    scale = 60.0 if value == MINUTES else 1.0
+    scale = {MINUTES: 60.0, MB: float(EXACT_UNIT)}.get(value, 1.0)
     raw = "duration_s" if value == MINUTES else value
+    sql = cond_sum(full, raw) + (f" / {scale!r}" if scale != 1.0 else "")
     return PassMeasure(sql, requires, cond, raw, window, agg, scale)
 
 
@@ -72,10 +77,13 @@ def _slope(value: str, cond: str, requires: tuple) -> PassMeasure:
     denom = sum((t - t_mean) ** 2 for t in range(n))
     weight = f"({n - 1} - floor(age_s / {7 * 86400}) - {t_mean})"
     cond = f"{cond} AND age_s <= {n * 7 * 86400}"
-    sql = f"coalesce(sum({weight} * {value}) FILTER (WHERE {cond}), 0) / {denom}"
     scale = float(denom)
     if value == MINUTES:
         value, scale = "duration_s", scale * 60.0
+    elif value == MB:
+        scale *= EXACT_UNIT
+    # The weights are halves: weight x whole number sums exactly too.
+    sql = f"coalesce(sum({weight} * {value}) FILTER (WHERE {cond}), 0) / {scale!r}"
     return PassMeasure(sql, requires, cond, f"{weight} * {value}", None, "sum", scale)
 
 
@@ -88,7 +96,7 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
     sms = (*_BASE, "calls.kind", "calls.direction")
     data = (*_BASE, "calls.kind", "calls.volume_mb")
     net = (*_VOICE, "calls.peer_network")
-    mb = "coalesce(volume_mb, 0)"
+    mb = MB
     for w in windows:
         m[f"vo_min_{w}"] = _pass(VOICE_OUT, MINUTES, w, _VOICE)
         m[f"vo_n_{w}"] = _pass(VOICE_OUT, "1", w, _VOICE)

@@ -4,7 +4,14 @@ low satisfaction, regulator escalations and recency (`complaints`)."""
 from __future__ import annotations
 
 from churnml.features.params import FeatureParams
-from churnml.features.registry import FamilyBuilder, FeatureDef, Measure, cond_sum, within
+from churnml.features.registry import (
+    FamilyBuilder,
+    FeatureDef,
+    Measure,
+    cond_sum,
+    exact_sum,
+    within,
+)
 
 FAMILY = "complaints"
 REQUIRED_TABLES = ("complaints",)
@@ -21,6 +28,9 @@ _CAT = (*_BASE, "complaints.category")
 _RES = (*_BASE, "complaints.resolved_at")
 # A resolution (and the survey after it) is known only once it happened before the cutoff.
 RESOLVED = "resolved_at IS NOT NULL AND resolved_at < cutoff"
+# Seconds to resolution of the complaints resolved in the last 90 days (their mean is summed
+# exactly: registry.exact_sum).
+_RES_90 = f"CASE WHEN {RESOLVED} AND res_age_s <= {90 * 86400} THEN res_s END"
 
 
 def measures(params: FeatureParams) -> dict[str, Measure]:
@@ -32,7 +42,7 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
             m[f"cat_{cat}_{w}"] = Measure(cond_sum(f"category = '{cat}' AND {within(w)}"), _CAT)
     m["open_now"] = Measure(cond_sum(f"NOT ({RESOLVED})"), _RES)
     m["res_days_mean_90"] = Measure(
-        f"avg(CASE WHEN {RESOLVED} AND res_age_s <= {90 * 86400} THEN res_days END)", _RES
+        f"{exact_sum(_RES_90)} / nullif(count({_RES_90}), 0) / 86400.0", _RES
     )
     m["max_sev_90"] = Measure(
         f"max(CASE WHEN {within(90)} THEN severity END)", (*_BASE, "complaints.severity")
@@ -149,7 +159,7 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
     if "resolved_at" in cols:
         extra = (
             f", {d.seconds_between('c.resolved_at', 'k.cutoff')} AS res_age_s,"
-            f" {d.seconds_between('c.opened_at', 'c.resolved_at')} / 86400.0 AS res_days"
+            f" {d.seconds_between('c.opened_at', 'c.resolved_at')} AS res_s"
         )
     ev = (
         f"ev AS (SELECT k.kid, k.cutoff, {d.seconds_between('c.opened_at', 'k.cutoff')}"

@@ -167,9 +167,6 @@ def available_definitions(ctx: Context, defs: list[FeatureDef]) -> list[FeatureD
     return kept
 
 
-FEATURE_DECIMALS = 6
-
-
 def build_features(
     dataset_dir: str | Path, spine: pd.DataFrame, params: FeatureParams | None = None
 ) -> pd.DataFrame:
@@ -370,8 +367,9 @@ def _final_expr(module, defn: FeatureDef, columns: set[str], ctx: Context) -> st
 
 def _to_frame(cols: dict, order: list[str], kinds: dict[str, str]) -> pd.DataFrame:
     """The fetched columns (in spine order: DuckDB sorts on `_row` faster than numpy gathers
-    wide rows) as a frame: the numeric features go into one float64 block, column by column,
-    rounded in place (no wide intermediate frames)."""
+    wide rows) as a frame: the numeric features go into one float64 block, column by column
+    (no wide intermediate frames). Values are not rounded: the families sum non-integers
+    exactly (`registry.exact_sum`), so every run gives the same bits without it."""
     rows = np.argsort(np.asarray(cols.pop("_row")), kind="stable")
     numeric = [name for name in order if kinds[name] != "categorical"]
     block = np.empty((len(rows), len(numeric)), dtype=np.float64, order="F")
@@ -381,9 +379,6 @@ def _to_frame(cols: dict, order: list[str], kinds: dict[str, str]) -> pd.DataFra
             values = np.where(np.ma.getmaskarray(values), np.nan, values.data.astype(np.float64))
         np.take(np.asarray(values, dtype=np.float64), rows, out=block[:, j])
         del values
-    # DuckDB sums floats in parallel, in an order that varies run to run; rounding the last
-    # bits away makes features, and so scores and reasons, identical on every run.
-    np.round(block, FEATURE_DECIMALS, out=block)
     df = pd.DataFrame(block, columns=numeric, copy=False)
     for pos, name in enumerate(order):
         if kinds[name] != "categorical":

@@ -178,6 +178,27 @@ def cond_sum(cond: str, value: str = "1") -> str:
     return f"coalesce(sum({value}) FILTER (WHERE {cond}), 0)"
 
 
+# Non-integer values (money, megabytes, fractional seconds) are summed as whole numbers of
+# millionths: integers below 2**53 add up exactly in DOUBLE and BIGINT, so a sum is the same
+# bits in any order, on any engine and any run (floats summed as they are differ in the last
+# bits with the order, and a result on a rounding boundary then differs visibly). Values with
+# at most 6 decimals are summed without loss; finer ones are first rounded to 1e-6.
+EXACT_UNIT = 1_000_000
+
+
+def fixed(value: str) -> str:
+    """A non-integer value as a whole number of millionths (floor(x * 1e6 + 0.5): the same
+    IEEE operations on every engine)."""
+    return f"floor({value} * {EXACT_UNIT}.0 + 0.5)"
+
+
+def exact_sum(value: str, cond: str | None = None) -> str:
+    """sum(value) (FILTER (WHERE cond)), exact and independent of the summation order; NULL
+    when no row has a value, as sum()."""
+    where = f" FILTER (WHERE {cond})" if cond else ""
+    return f"(sum({fixed(value)}){where} / {EXACT_UNIT}.0)"
+
+
 def slug(value: str) -> str:
     """An identifier-safe lower-case form of a category value (for feature names)."""
     out = re.sub(r"[^0-9a-z]+", "_", str(value).lower()).strip("_")

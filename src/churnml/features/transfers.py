@@ -9,6 +9,7 @@ from churnml.features.registry import (
     FeatureDef,
     Measure,
     cond_sum,
+    exact_sum,
     slug,
     within,
 )
@@ -31,12 +32,9 @@ def measures(params: FeatureParams) -> dict[str, Measure]:
         m[f"owner_{w}"] = Measure(cond_sum(f"kind = 'ownership_change' AND {within(w)}"), _BASE)
     for short, kind in PORT_OUT.items():
         m[f"po_{short}_last_s"] = Measure(f"min(CASE WHEN kind = '{kind}' THEN age_s END)", _BASE)
-    m["bt_out_amount_90"] = Measure(
-        cond_sum(f"kind = 'balance_transfer_out' AND {within(90)}", "coalesce(amount, 0)"), _AMOUNT
-    )
-    m["bt_in_amount_90"] = Measure(
-        cond_sum(f"kind = 'balance_transfer_in' AND {within(90)}", "coalesce(amount, 0)"), _AMOUNT
-    )
+    for short in ("out", "in"):
+        cond = f"kind = 'balance_transfer_{short}' AND {within(90)}"
+        m[f"bt_{short}_amount_90"] = Measure(f"coalesce({exact_sum('amount', cond)}, 0)", _AMOUNT)
     m["bt_out_n_90"] = Measure(cond_sum(f"kind = 'balance_transfer_out' AND {within(90)}"), _BASE)
     for c in params.competitors:
         lit = str(c).replace("'", "''")
@@ -245,7 +243,8 @@ def build_sql(ctx, defs: list[FeatureDef]) -> str | None:
             "plan AS (SELECT k.kid,"
             " count(CASE WHEN fee_delta < 0 THEN 1 END) AS plan_down_90,"
             " count(CASE WHEN fee_delta > 0 THEN 1 END) AS plan_up_90,"
-            " CASE WHEN count(fee_delta) < count(*) THEN NULL ELSE sum(fee_delta) END"
+            " CASE WHEN count(fee_delta) < count(*) THEN NULL"
+            f" ELSE {exact_sum('fee_delta')} END"
             " AS fee_change_90"
             f" FROM pcd JOIN keys k ON {ctx.window_join('pcd', 'occurred_at', PLAN_WINDOW)}"
             " GROUP BY k.kid)"

@@ -3,9 +3,10 @@
 
 The spine (customer_id, cutoff, optional weight) comes in as a Spark DataFrame or a pandas
 frame; the feature table goes out as a lazy Spark DataFrame, one row per spine row, numeric
-features rounded exactly as the DuckDB engine rounds them (`engine.FEATURE_DECIMALS`, numpy's
-rounding) and missing values as NULL. No raw table is collected on the driver: the only
-results that reach it are the cutoff range and the few operator names of the calls family.
+features as DOUBLE (not rounded, as the DuckDB engine: sums of non-integers are exact on
+both, `registry.exact_sum`) and missing values as NULL. No raw table is collected on the
+driver: the only results that reach it are the cutoff range and the few operator names of the
+calls family.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pandas as pd
 
 from churnml.features.dialect import Dialect
 from churnml.features.engine import (
-    FEATURE_DECIMALS,
     Context,
     _family_modules,
     build_family,
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 # decimals; DuckDB computes such expressions in DOUBLE. `finalize` makes them DOUBLE literals.
 _DECIMAL_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*)(?![\w.])")
 _QUOTED = re.compile(r"('(?:[^']|'')*'|`(?:[^`]|``)*`)")
-_SCALE = float(10**FEATURE_DECIMALS)
 MAX_KEY_SALTS = 4
 
 
@@ -72,8 +71,7 @@ class SparkDialect(Dialect):
         return f"percentile({expr}, {float(q)!r}D)"
 
     def feature_value(self, expr: str) -> str:
-        # numpy's round(x, 6): rint(x * 1e6) / 1e6, half to even, in DOUBLE; NULL stays NULL.
-        return f"rint(CAST({expr} AS DOUBLE) * {_SCALE!r}D) / {_SCALE!r}D"
+        return f"CAST({expr} AS DOUBLE)"  # NULL stays NULL (Spark's null mask survives)
 
     def finalize(self, sql: str) -> str:
         parts = _QUOTED.split(sql)

@@ -8,8 +8,11 @@ literals). Only the table views and the helper joins (duplicate keys, referenced
 previous subscription) are Spark's own. Failures are `validation.RuleFailure`s, so the
 messages (table, column, rule, rows, example ids: the smallest ids) are DuckDB's.
 
-Not checked on Spark (docs/spark.md, "Limits"): one time model per dataset (naive stamps and
-stamps with an offset mixed); Spark's readers pass each stamp through as an instant.
+One time model per dataset (`validation.time_model_failures`): a stamp column's values count
+as naive or with an offset by `validation._stamp_sql`, given the DuckDB type that matches
+Spark's: TIMESTAMP_NTZ (Parquet written without a zone) is naive, TIMESTAMP (an instant:
+Parquet adjusted to UTC, or a catalog table's TIMESTAMP) has an offset, and text (CSV) is
+judged by its form with DuckDB's pattern.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from churnml.contract import CONTRACT
-from churnml.io import TABLES, ColumnRead, read_column
+from churnml.contract import CONTRACT, TIMESTAMP
+from churnml.io import TABLES, ColumnRead, column_family, quote_identifier, read_column
 from churnml.spark.features import SparkDialect
 from churnml.spark.tables import _family, q, read_raw, table_sources, typed_column
 from churnml.validation import (
@@ -36,8 +39,10 @@ from churnml.validation import (
     RuleFailure,
     ValidationReport,
     _ok_sql,
+    _stamp_sql,
     contract_rules,
     rule_applies,
+    time_model_failures,
 )
 
 if TYPE_CHECKING:
@@ -47,6 +52,18 @@ log = logging.getLogger(__name__)
 
 _QUOTED = re.compile(r"('(?:[^']|'')*')")  # single-quoted text (doubled quotes inside)
 _IDENTIFIER = re.compile(r'"((?:[^"]|"")*)"')
+# DuckDB spellings with another name on Spark (outside quotes).
+_FUNCTIONS = {
+    re.compile(r"\bregexp_matches\("): "regexp_like(",
+    re.compile(r"\bAS VARCHAR\)"): "AS STRING)",
+}
+# A stored stamp column's Spark type as the DuckDB type `validation._stamp_sql` judges: an
+# instant has an offset, TIMESTAMP_NTZ is naive, a date is neither, text goes by its form.
+_STAMP_TYPES = {
+    "timestamp": "TIMESTAMP WITH TIME ZONE",
+    "timestamp_ntz": "TIMESTAMP",
+    "date": "DATE",
+}
 
 
 def _is_finite_spark(sql: str) -> str:
@@ -66,14 +83,17 @@ def _is_finite_spark(sql: str) -> str:
 def duckdb_to_spark(sql: str) -> str:
     """DuckDB rule SQL (as `validation._ok_sql` writes it) in Spark SQL's spelling.
 
-    Identifiers in double quotes take backquotes, `isfinite` becomes a comparison, and
-    decimal literals are typed DOUBLE (`SparkDialect.finalize`), as DuckDB compares them.
+    Identifiers in double quotes take backquotes, `isfinite` becomes a comparison,
+    `regexp_matches` is `regexp_like`, VARCHAR is STRING, and decimal literals are typed
+    DOUBLE (`SparkDialect.finalize`), as DuckDB compares them.
     Text in single quotes is left as it is. Any other DuckDB-only construct fails on Spark,
     which tests/spark/test_spark_validation.py runs for every kind of rule.
     """
     parts = _QUOTED.split(sql)
     for i in range(0, len(parts), 2):  # even parts lie outside single quotes
         text = _IDENTIFIER.sub(lambda m: q(m.group(1).replace('""', '"')), parts[i])
+        for pattern, spark_name in _FUNCTIONS.items():
+            text = pattern.sub(spark_name, text)
         parts[i] = _is_finite_spark(text)
     return SparkDialect().finalize("".join(parts))
 
@@ -116,6 +136,22 @@ class _SparkTable:
                     f"CASE WHEN {_typed(c)} IN ({allowed}) THEN {_typed(c)} END AS {_coded(c)}"
                 )
         raw.selectExpr(*select).createOrReplaceTempView(_view(table))
+        # Stamp column -> (naive SQL, offset SQL) over the stored values (DuckDB spelling).
+        self.stamp_sql: dict[str, tuple[str, str]] = {}
+        for c in self.present:
+            duck_type = self._duckdb_stamp_type(self.types[c])
+            if spec.column(c).kind != TIMESTAMP or duck_type is None:
+                continue
+            kinds = _stamp_sql(f"t.{quote_identifier(c)}", column_family(duck_type), duck_type)
+            if kinds is not None:
+                self.stamp_sql[c] = kinds
+
+    @staticmethod
+    def _duckdb_stamp_type(spark_type: str) -> str | None:
+        t = spark_type.lower()
+        if t in _STAMP_TYPES:
+            return _STAMP_TYPES[t]
+        return "VARCHAR" if _family(t) == "string" else None
 
 
 def _join(table: _SparkTable, rule: ContractRule, alias: str) -> str | None:
@@ -176,8 +212,9 @@ def _check_table(
     as_of: pd.Timestamp | None,
     references: set[str],
     limits: Limits | None,
-) -> tuple[int, list[RuleFailure]]:
-    """Every rule of one table in one Spark aggregate; example ids for the broken ones."""
+) -> tuple[int, list[RuleFailure], dict[str, tuple[int, int]]]:
+    """Every rule of one table in one Spark aggregate; example ids for the broken ones; the
+    naive and offset stamps of each stamp column (for the dataset's one time model)."""
     spec = CONTRACT[table.table]
     missing, rules = [], []
     for rule in contract_rules(table.table, limits):
@@ -205,14 +242,26 @@ def _check_table(
     id_column = spec.id_column if spec.id_column in table.present else None
     example = f"CAST(t.{_typed(id_column)} AS STRING)" if id_column else "CAST(NULL AS STRING)"
     flags = [f"coalesce(({ok}), TRUE) AS _f{i}" for i, (_, ok) in enumerate(kept)]
+    stamp_flags = [
+        f"{naive} AS _naive{i}, {offset} AS _offset{i}"
+        for i, (naive, offset) in enumerate(table.stamp_sql.values())
+    ]
     rows_sql = duckdb_to_spark(
-        f"SELECT {', '.join([f'{example} AS _id', *flags])} FROM {_view(table.table)} AS t "
-        + " ".join(join_sql)
+        f"SELECT {', '.join([f'{example} AS _id', *flags, *stamp_flags])} "
+        f"FROM {_view(table.table)} AS t " + " ".join(join_sql)
     )
     verdicts = spark.sql(rows_sql)
+    stamp_counts = [
+        f"count_if(_{kind}{i})" for i in range(len(table.stamp_sql)) for kind in ("naive", "offset")
+    ]
     counts = verdicts.selectExpr(
-        "count(*)", *[f"count_if(NOT _f{i})" for i in range(len(kept))]
+        "count(*)", *[f"count_if(NOT _f{i})" for i in range(len(kept))], *stamp_counts
     ).first()
+    at = 1 + len(kept)
+    stamps = {
+        c: (int(counts[at + 2 * i]), int(counts[at + 2 * i + 1]))
+        for i, c in enumerate(table.stamp_sql)
+    }
     n_rows = int(counts[0])
     failures = [RuleFailure(table.table, r.column, r.rule, n_rows, []) for r in missing]
     if table.table == "customers" and n_rows == 0:
@@ -222,7 +271,7 @@ def _check_table(
     for i, n in broken.items():
         rule = kept[i][0]
         failures.append(RuleFailure(table.table, rule.column, rule.rule, n, examples.get(i, [])))
-    return n_rows, failures
+    return n_rows, failures, stamps
 
 
 def validate_dataset_spark(
@@ -256,9 +305,28 @@ def validate_dataset_spark(
         references.add(reference)
     failures: list[RuleFailure] = []
     rows: dict[str, int] = {}
+    stamps: list[tuple[str, str, tuple[int, int]]] = []
     for table, view in views.items():
-        rows[table], table_failures = _check_table(spark, view, as_of, references, limits)
+        rows[table], table_failures, counts = _check_table(spark, view, as_of, references, limits)
         failures += table_failures
+        stamps += [(table, column, n) for column, n in counts.items()]
+
+    def examples(table: str, column: str, offset: bool) -> list[str]:
+        view = views[table]
+        id_column = CONTRACT[table].id_column
+        if id_column not in view.present:
+            return []
+        where = view.stamp_sql[column][1 if offset else 0]
+        ident = f"CAST(t.{_typed(id_column)} AS STRING)"
+        rows = spark.sql(
+            duckdb_to_spark(
+                f"SELECT DISTINCT {ident} AS _id FROM {_view(table)} AS t"
+                f" WHERE {where} AND {ident} IS NOT NULL ORDER BY 1 LIMIT {MAX_EXAMPLES}"
+            )
+        ).collect()
+        return [str(row[0]) for row in rows]
+
+    failures += time_model_failures(stamps, examples)
     log.info(
         "validation on Spark of %s: %d tables, %d broken rules (%.1f s)",
         data_path,
