@@ -15,6 +15,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -251,10 +252,8 @@ def load_registered_uplift(tracking: TrackingConfig, name: str, alias: str):
     """The uplift model registered as `name` under `alias`, with its version, or None when no
     version holds the alias."""
     setup_tracking(tracking)
-    client = MlflowClient()
-    try:
-        version = str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
+    version = alias_version(replace(tracking, registered_model_name=name), alias)
+    if version is None:
         return None
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     return pyfunc.unwrap_python_model().model, version

@@ -127,3 +127,27 @@ def test_refused_scores_leave_the_previous_folder(spark, tmp_path: Path) -> None
         publish_scores_spark(spark, str(folder), bad, expected, files)
     pd.testing.assert_frame_equal(pd.read_parquet(folder / "scores.parquet"), before)
     assert [p.name for p in folder.parent.iterdir()] == [folder.name]
+
+
+def test_spark_scoring_names_the_registered_models_it_does_not_apply(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """A time-to-churn or uplift champion registered beside the churn model is not applied on
+    Spark (docs/spark.md): scoring says so for each, and says nothing when neither exists."""
+    from churnml import tracking
+    from churnml.spark.jobs import models_not_applied
+
+    cfg = compose_config("score", [f"paths.root_dir={tmp_path}", "data.name=shop"])
+    registered: set[str] = set()
+    monkeypatch.setattr(
+        tracking,
+        "alias_version",
+        lambda named, alias: "1" if named.registered_model_name in registered else None,
+    )
+    assert models_not_applied(cfg) == []
+    registered |= {"churnml_shop_hazard", "churnml_shop_uplift"}
+    hazard, uplift = models_not_applied(cfg)
+    assert hazard.startswith("churnml_shop_hazard@champion is registered but Spark scoring")
+    assert uplift.startswith("churnml_shop_uplift@champion is registered but Spark scoring")
+    cfg.hazard.enabled = False  # the DuckDB path would not apply it either
+    assert len(models_not_applied(cfg)) == 1

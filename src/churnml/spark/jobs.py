@@ -167,6 +167,9 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
             "with a snapshot file, not raw event tables"
         )
     feature_params = FeatureParams(**{**model.settings["features"], "engine": "spark"})
+    not_applied = models_not_applied(cfg)
+    for warning in not_applied:
+        log.warning("scoring on Spark: %s", warning)
     folder = spark_folder(cfg, scoring_date)
     local_out = local_folder(folder)
     lock = output_lock(local_out) if local_out is not None else contextlib.nullcontext()
@@ -224,6 +227,7 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
             monitoring = monitor_population_spark(model, features, written, cfg.scoring)
             if history_warning:
                 monitoring["warnings"].append(history_warning)
+            monitoring["warnings"].extend(not_applied)
             stats = written.selectExpr(
                 "count(*)",
                 "avg(churn_probability)",
@@ -305,3 +309,30 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
         run_id,
         monitoring["warnings"],
     )
+
+
+def models_not_applied(cfg: ScoreConfig) -> list[str]:
+    """Registered models the DuckDB path applies and Spark scoring does not (docs/spark.md),
+    each as a warning for the log and monitoring, so nobody reads their absence as a pass."""
+    from dataclasses import replace
+
+    from churnml.hazard_job import hazard_tracking
+    from churnml.uplift import uplift_model_name
+
+    out = []
+    hazard = hazard_tracking(cfg.tracking)
+    alias = cfg.scoring.model_alias
+    if cfg.hazard.enabled and alias and tracking.alias_version(hazard, alias):
+        out.append(
+            f"{hazard.registered_model_name}@{alias} is registered but Spark scoring does not "
+            "apply it: no time-to-churn or lifetime-value columns, and playbook rules on "
+            "value_segment never match (docs/spark.md)"
+        )
+    uplift = replace(cfg.tracking, registered_model_name=uplift_model_name(cfg))
+    if tracking.alias_version(uplift, cfg.tracking.champion_alias):
+        out.append(
+            f"{uplift.registered_model_name}@{cfg.tracking.champion_alias} is registered but "
+            "Spark scoring does not apply it: calls are ranked by the churn model's expected "
+            'profit, with no uplift and no "do not contact" (docs/spark.md)'
+        )
+    return out
