@@ -666,6 +666,13 @@ def uplift_model_name(cfg) -> str:
     return f"{cfg.tracking.registered_model_name}{cfg.uplift.model_suffix}"
 
 
+def uplift_tracking(cfg):
+    """The churn model's tracking settings with the uplift model's registered name."""
+    from dataclasses import replace
+
+    return replace(cfg.tracking, registered_model_name=uplift_model_name(cfg))
+
+
 def ranks_better(metrics: dict[str, float], learner: str, calibration_slope: float) -> bool:
     """Whether an uplift model should steer the contact list: its Qini on the later campaigns
     is above random targeting (the Qini coefficient is the area above that line, so above 0)
@@ -952,7 +959,7 @@ def run_uplift(cfg) -> UpliftResult:
             if beats
             else f"{name} v{version} registered as {alias}, not used by scoring: {why}"
         )
-        tracking.set_alias(_named(cfg.tracking, name), alias, version)
+        tracking.set_alias(uplift_tracking(cfg), alias, version)
         tracking.describe_run(message)
         tracking.set_tags({"exit_code": 0, "uplift_decision": message[:5000]})
     log.info(message)
@@ -978,12 +985,6 @@ def _worth_calling_metrics(
 
 def _outcomes(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return rows["treated"].to_numpy(bool), rows["churned"].to_numpy(float)
-
-
-def _named(tracking_cfg, name: str):
-    from dataclasses import replace
-
-    return replace(tracking_cfg, registered_model_name=name)
 
 
 def contact_list_order(

@@ -314,10 +314,8 @@ def score_on_spark(cfg: ScoreConfig, run_id: str) -> object:
 def models_not_applied(cfg: ScoreConfig) -> list[str]:
     """Registered models the DuckDB path applies and Spark scoring does not (docs/spark.md),
     each as a warning for the log and monitoring, so nobody reads their absence as a pass."""
-    from dataclasses import replace
-
     from churnml.hazard_job import hazard_tracking
-    from churnml.uplift import uplift_model_name
+    from churnml.uplift import uplift_tracking
 
     out = []
     hazard = hazard_tracking(cfg.tracking)
@@ -328,7 +326,7 @@ def models_not_applied(cfg: ScoreConfig) -> list[str]:
             "apply it: no time-to-churn or lifetime-value columns, and playbook rules on "
             "value_segment never match (docs/spark.md)"
         )
-    uplift = replace(cfg.tracking, registered_model_name=uplift_model_name(cfg))
+    uplift = uplift_tracking(cfg)
     if tracking.alias_version(uplift, cfg.tracking.champion_alias):
         out.append(
             f"{uplift.registered_model_name}@{cfg.tracking.champion_alias} is registered but "
